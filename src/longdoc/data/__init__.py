@@ -1,0 +1,1 @@
+"""Corpus input/output, the demo corpus, deterministic splits and the data version."""

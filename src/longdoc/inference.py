@@ -1,0 +1,62 @@
+"""Raw text in, label and probabilities out: the one prediction path.
+
+Evaluation, the MLflow pyfunc model and the BentoML service all call :class:`Predictor`, so a model
+classifies a text the same way wherever it runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from longdoc.chunking import chunk_document
+from longdoc.models.batching import SpecialTokens, collate
+from longdoc.models.io import load_classifier
+
+
+@dataclass
+class Prediction:
+    label: str
+    probabilities: dict[str, float]
+    n_chunks: int
+
+
+class Predictor:
+    def __init__(self, model, tokenizer, card, device: str = "cpu") -> None:
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self.card = card
+        self.device = device
+        self.special = SpecialTokens.of(tokenizer)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str = "cpu") -> Predictor:
+        model, tokenizer, card = load_classifier(model_dir)
+        return cls(model, tokenizer, card, device)
+
+    @property
+    def labels(self) -> list[str]:
+        return self.card.labels
+
+    def _segments(self, text: str) -> tuple[list[list[int]], int]:
+        chunked = chunk_document(text, self.tokenizer, self.card.chunking)
+        return self.model.segments(chunked.input_ids, chunked.windows), len(chunked.windows)
+
+    @torch.inference_mode()
+    def predict_proba(self, texts: list[str], batch_size: int = 32) -> tuple[np.ndarray, list[int]]:
+        """Class probabilities [len(texts), n_labels] and the number of chunks of each text."""
+        probs, n_chunks = [], []
+        for start in range(0, len(texts), batch_size):
+            segs = [self._segments(t) for t in texts[start : start + batch_size]]
+            n_chunks.extend(n for _, n in segs)
+            batch = collate([s for s, _ in segs], self.special).to(self.device)
+            probs.append(torch.softmax(self.model(batch).float(), dim=-1).cpu().numpy())
+        return np.concatenate(probs) if probs else np.zeros((0, len(self.labels))), n_chunks
+
+    def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
+        probs, n_chunks = self.predict_proba(texts, batch_size)
+        return [Prediction(self.labels[int(p.argmax())], dict(zip(self.labels, map(float, p), strict=True)), n)
+                for p, n in zip(probs, n_chunks, strict=True)]
