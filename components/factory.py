@@ -1,0 +1,14 @@
+"""Turn the component bodies into kfp components for one container image."""
+
+from types import SimpleNamespace
+
+from kfp import dsl
+
+from components import functions
+
+
+def build_components(image: str) -> SimpleNamespace:
+    """One component per stage, all on ``image``; kfp itself comes from the image, not pip."""
+    make = lambda func: dsl.component(func=func, base_image=image, install_kfp_package=False)  # noqa: E731
+    return SimpleNamespace(**{name: make(getattr(functions, name))
+                              for name in ("validate", "chunk", "train", "evaluate", "register", "package")})

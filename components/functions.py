@@ -1,0 +1,86 @@
+"""Component bodies. Keep them to wiring: parse params, call one stage, hand over outputs."""
+
+from typing import NamedTuple
+
+from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+
+
+def validate(corpus_path: str, params: dict, corpus: Output[Dataset], report: Output[Markdown]) -> int:
+    """Run the GX suite; on failure the report is written and the task fails, stopping the run."""
+    import shutil
+    from pathlib import Path
+
+    from longdoc.config import parse_params
+    from longdoc.stages import validate as run
+
+    out = Path(corpus.path)
+    try:
+        summary = run(parse_params(params), corpus_path, out)
+    finally:
+        if (out / "validation.md").exists():
+            shutil.copyfile(out / "validation.md", report.path)
+    return int(summary["documents"])
+
+
+def chunk(params: dict, corpus: Input[Dataset], chunks: Output[Dataset]) -> int:
+    from pathlib import Path
+
+    from longdoc.config import parse_params
+    from longdoc.stages import chunk as run
+
+    return int(run(parse_params(params), Path(corpus.path), Path(chunks.path))["chunks"])
+
+
+def train(params: dict, variant: str, chunks: Input[Dataset], model: Output[Model]) -> float:
+    from pathlib import Path
+
+    from longdoc.config import parse_params
+    from longdoc.stages import train as run
+
+    cfg = parse_params(params)
+    cfg.train.variant = variant
+    summary = run(cfg, Path(chunks.path), Path(model.path))
+    model.metadata.update({"variant": variant, "device": summary["device"], "steps": summary["steps"]})
+    return float(summary["best_val_macro_f1"])
+
+
+def evaluate(params: dict, corpus: Input[Dataset], model: Input[Model], evaluation: Output[Dataset],
+             metrics: Output[Metrics]) -> float:
+    from pathlib import Path
+
+    from longdoc.config import parse_params
+    from longdoc.stages import evaluate as run
+
+    scores = run(parse_params(params), Path(model.path) / "model", Path(corpus.path), Path(evaluation.path))
+    for key in ("normal_accuracy", "normal_macro_f1", "inverted_accuracy", "inverted_macro_f1",
+                "inverted_gap_macro_f1"):
+        metrics.log_metric(key, round(scores[key], 4))
+    return float(scores["normal_macro_f1"])
+
+
+def register(params: dict, data_version: str, git_commit: str, pipeline_run_id: str, corpus: Input[Dataset],
+             model: Input[Model], evaluation: Input[Dataset]) -> NamedTuple(
+                 "Registered", [("version", str), ("alias", str), ("promoted", bool), ("reason", str)]):
+    from collections import namedtuple
+    from pathlib import Path
+
+    from longdoc.config import parse_params
+    from longdoc.stages import register as run
+
+    reg = run(parse_params(params), Path(model.path), Path(evaluation.path), Path(corpus.path), data_version,
+              git_commit, pipeline_run_id)
+    out = namedtuple("Registered", ["version", "alias", "promoted", "reason"])
+    return out(reg.version, reg.alias or "", reg.promoted, reg.reason)
+
+
+def package(params: dict, registered_version: str) -> NamedTuple(
+        "Packaged", [("bento_tag", str), ("model_version", str)]):
+    """Package the current champion; ``registered_version`` orders this task after registration."""
+    from collections import namedtuple
+
+    from longdoc.config import parse_params
+    from longdoc.stages import package as run
+
+    print(f"packaging the champion (this run registered version {registered_version})")
+    packaged = run(parse_params(params))
+    return namedtuple("Packaged", ["bento_tag", "model_version"])(packaged.bento_tag, packaged.model_version)

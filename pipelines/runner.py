@@ -1,0 +1,54 @@
+"""Compile the pipeline, run it locally with kfp's SubprocessRunner, or submit it to Kubeflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from longdoc.config import Params
+from longdoc.data.versioning import dvc_data_version
+from longdoc.lineage import git_commit
+from longdoc.tracking import resolve_tracking_uri
+
+
+def pipeline_arguments(params: Params) -> dict:
+    """Arguments resolved on the submitting machine: absolute paths, data version, commit."""
+    resolved = params.model_copy(deep=True)
+    resolved.registry.tracking_uri = resolve_tracking_uri(params.registry.tracking_uri)
+    resolved.serving.service_dir = str(Path(params.serving.service_dir).resolve())
+    return {"corpus_path": str(Path(params.data.corpus).resolve()), "params": resolved.model_dump(mode="json"),
+            "variant": params.train.variant, "data_version": dvc_data_version(), "git_commit": git_commit()}
+
+
+def pipeline_function(params: Params):
+    from pipelines.longdoc_pipeline import make_pipeline
+
+    return make_pipeline(params.pipeline.image, params.pipeline.name)
+
+
+def compile_pipeline(params: Params, out: Path) -> Path:
+    from kfp import compiler
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(pipeline_function(params), str(out), pipeline_parameters=pipeline_arguments(params))
+    return out
+
+
+def run_local(params: Params) -> dict[str, str]:
+    """Run every component in this Python environment (the embedded default behind ``make run``)."""
+    from kfp import local
+
+    root = Path(params.pipeline.pipeline_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
+    task = pipeline_function(params)(**pipeline_arguments(params))
+    return {k: str(v) for k, v in task.outputs.items()}
+
+
+def submit(params: Params, host: str, experiment: str | None = None) -> str:
+    """Send the pipeline to a Kubeflow Pipelines endpoint; returns the run id."""
+    import kfp
+
+    client = kfp.Client(host=host)
+    run = client.create_run_from_pipeline_func(pipeline_function(params), arguments=pipeline_arguments(params),
+                                               experiment_name=experiment or params.pipeline.name)
+    return run.run_id

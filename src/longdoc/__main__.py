@@ -1,0 +1,3 @@
+from longdoc.cli import main
+
+main()

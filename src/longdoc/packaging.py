@@ -1,0 +1,74 @@
+"""From a registered MLflow model to a Bento: import into the BentoML model store, then build.
+
+The service definition lives in ``serving/``; this module only moves the model and runs the build,
+so serving code never copies training code: the Bento's model is the MLflow pyfunc, which calls
+:mod:`longdoc.inference`.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from longdoc.config import Params
+from longdoc.errors import LongdocError
+from longdoc.tracking import use_tracking
+
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+MODEL_TAG_ENV = "LONGDOC_BENTO_MODEL"
+
+
+@dataclass
+class Packaged:
+    model_tag: str
+    bento_tag: str
+    model_version: str
+
+
+@contextmanager
+def _env(key: str, value: str):
+    old = os.environ.get(key)
+    os.environ[key] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
+
+
+def import_champion(params: Params, version: str | None = None):
+    """Copy ``models:/NAME@champion`` (or a version) into the BentoML store, with its lineage as labels."""
+    import bentoml
+
+    mlflow = use_tracking(params.registry.tracking_uri)
+    client = mlflow.MlflowClient()
+    name, alias = params.registry.model_name, params.registry.champion_alias
+    try:
+        mv = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
+    except mlflow.exceptions.MlflowException as err:
+        raise LongdocError(f"no model {name} {'v' + version if version else '@' + alias} in the registry: "
+                           f"{err.message}") from None
+    labels = {"model_name": name, "model_version": str(mv.version), "alias": "" if version else alias,
+              "variant": mv.tags.get("variant", ""), "data_version": mv.tags.get("data_version", "")}
+    return bentoml.mlflow.import_model(params.serving.bento_model, model_uri=f"models:/{name}/{mv.version}",
+                                       labels=labels), str(mv.version)
+
+
+def build_bento(params: Params, model_tag: str) -> str:
+    import bentoml
+
+    service_dir = Path(params.serving.service_dir).resolve()
+    if not (service_dir / "bentofile.yaml").is_file():
+        raise LongdocError(f"no bentofile.yaml in {service_dir}")
+    with _env(MODEL_TAG_ENV, model_tag):
+        bento = bentoml.bentos.build_bentofile(str(service_dir / "bentofile.yaml"), build_ctx=str(service_dir))
+    return str(bento.tag)
+
+
+def package(params: Params, version: str | None = None) -> Packaged:
+    model, mv = import_champion(params, version)
+    return Packaged(str(model.tag), build_bento(params, str(model.tag)), mv)

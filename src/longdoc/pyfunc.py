@@ -1,0 +1,37 @@
+"""The MLflow model: raw text in, label and class probabilities out.
+
+The model folder written by training travels as the pyfunc's artifact, and prediction is delegated
+to :class:`longdoc.inference.Predictor`, so chunking and aggregation are inside the logged model.
+"""
+
+from __future__ import annotations
+
+import mlflow.pyfunc
+import pandas as pd
+
+from longdoc.errors import LongdocError
+
+TEXT_COLUMN = "text"
+
+
+def _texts(model_input) -> list[str]:
+    if isinstance(model_input, pd.DataFrame):
+        if TEXT_COLUMN not in model_input.columns:
+            raise LongdocError(f"input needs a {TEXT_COLUMN!r} column")
+        return model_input[TEXT_COLUMN].astype(str).tolist()
+    if isinstance(model_input, str):
+        return [model_input]
+    return [str(t) for t in model_input]
+
+
+class LongdocModel(mlflow.pyfunc.PythonModel):
+    def load_context(self, context) -> None:
+        from longdoc.inference import Predictor
+
+        self.predictor = Predictor.load(context.artifacts["model"])
+
+    def predict(self, context, model_input, params=None) -> pd.DataFrame:
+        preds = self.predictor.predict(_texts(model_input))
+        rows = [{"label": p.label, "n_chunks": p.n_chunks,
+                 **{f"prob_{k}": v for k, v in p.probabilities.items()}} for p in preds]
+        return pd.DataFrame(rows, columns=["label", "n_chunks", *(f"prob_{k}" for k in self.predictor.labels)])
