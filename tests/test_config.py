@@ -1,0 +1,39 @@
+import pytest
+
+from longdoc.config import load_params, parse_params
+from longdoc.errors import LongdocError
+from longdoc.training import check_config
+from tests.conftest import ROOT
+
+
+def test_project_params_file_is_valid():
+    params = load_params(ROOT / "params.yaml")
+    assert params.train.variant == "head"
+    assert params.chunking.chunk_tokens == 128
+
+
+@pytest.mark.parametrize("raw, fragment", [
+    ({"train": {"epochs": 0}}, "train.epochs"),
+    ({"train": {"nonsense": 1}}, "train.nonsense"),
+    ({"chunking": {"chunk_tokens": 64, "overlap": 40}}, "overlap"),
+    ({"data": {"test_fraction": 0}}, "data.test_fraction"),
+])
+def test_bad_values_are_named(raw, fragment):
+    with pytest.raises(LongdocError, match=fragment.replace(".", r"\.")):
+        parse_params(raw)
+
+
+def test_unknown_variant_fails_before_compute():
+    with pytest.raises(LongdocError, match="unknown variant 'bigbird'.*known variants: head"):
+        parse_params({"train": {"variant": "bigbird"}})
+
+
+def test_chunk_longer_than_encoder_positions_fails():
+    with pytest.raises(LongdocError, match="exceeds the encoder's 512 positions; use at most 510"):
+        check_config(parse_params({"chunking": {"chunk_tokens": 511}}))
+
+
+def test_dotted_overrides_apply(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text((ROOT / "params.yaml").read_text())
+    assert load_params(path, {"train.epochs": 3}).train.epochs == 3
