@@ -9,7 +9,6 @@ from longdoc.tracking import resolve_tracking_uri, use_tracking
 
 def print_summary(params: Params, outputs: dict[str, str]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
     mlflow = use_tracking(params.registry.tracking_uri)
     client = mlflow.MlflowClient()
@@ -17,7 +16,6 @@ def print_summary(params: Params, outputs: dict[str, str]) -> None:
     mv = client.get_model_version(name, outputs["model_version"])
     metrics = client.get_run(mv.run_id).data.metrics
     aliases = ", ".join(mv.aliases) or "none"
-    table = Table(title="longdoc run", show_header=False)
     rows = [
         ("data version (data.dvc)", dvc_data_version()),
         ("validation", f"passed ({int(metrics.get('test_docs', 0))} test documents)"),
@@ -30,6 +28,8 @@ def print_summary(params: Params, outputs: dict[str, str]) -> None:
         ("Bento", outputs["bento_tag"]),
         ("next", f"longdoc serve --bento {outputs['bento_tag']}   # or: bentoml serve {outputs['bento_tag']}"),
     ]
+    console = Console(soft_wrap=True)  # no wrapping: the tag and the next command stay copyable
+    console.rule("longdoc run: summary")
+    width = max(len(key) for key, _ in rows)
     for key, value in rows:
-        table.add_row(key, value)
-    Console().print(table)
+        console.print(f"[bold]{key:<{width}}[/]  {value}", highlight=False)
