@@ -37,9 +37,7 @@ def train(params: dict, variant: str, chunks: Input[Dataset], model: Output[Mode
     from longdoc.config import parse_params
     from longdoc.stages import train as run
 
-    cfg = parse_params(params)
-    cfg.train.variant = variant
-    summary = run(cfg, Path(chunks.path), Path(model.path))
+    summary = run(parse_params(params), variant, Path(chunks.path), Path(model.path))
     model.metadata.update({"variant": variant, "device": summary["device"], "steps": summary["steps"]})
     return float(summary["best_val_macro_f1"])
 
@@ -73,14 +71,14 @@ def register(params: dict, data_version: str, git_commit: str, pipeline_run_id: 
     return out(reg.version, reg.alias or "", reg.promoted, reg.reason)
 
 
-def package(params: dict, registered_version: str) -> NamedTuple(
+def package(params: dict, registered_versions: list) -> NamedTuple(
         "Packaged", [("bento_tag", str), ("model_version", str)]):
-    """Package the current champion; ``registered_version`` orders this task after registration."""
+    """Package the champion once every variant is registered (``registered_versions`` is the fan-in)."""
     from collections import namedtuple
 
     from longdoc.config import parse_params
     from longdoc.stages import package as run
 
-    print(f"packaging the champion (this run registered version {registered_version})")
+    print(f"packaging the champion; this run registered versions {registered_versions}")
     packaged = run(parse_params(params))
     return namedtuple("Packaged", ["bento_tag", "model_version"])(packaged.bento_tag, packaged.model_version)

@@ -15,14 +15,15 @@ def pipeline_arguments(params: Params) -> dict:
     resolved = params.model_copy(deep=True)
     resolved.registry.tracking_uri = resolve_tracking_uri(params.registry.tracking_uri)
     resolved.serving.service_dir = str(Path(params.serving.service_dir).resolve())
-    return {"corpus_path": str(Path(params.data.corpus).resolve()), "params": resolved.model_dump(mode="json", exclude_none=True),
-            "variant": params.train.variant, "data_version": dvc_data_version(), "git_commit": git_commit()}
+    return {"corpus_path": str(Path(params.data.corpus).resolve()),
+            "params": resolved.model_dump(mode="json", exclude_none=True),
+            "variants": params.train.variants, "data_version": dvc_data_version(), "git_commit": git_commit()}
 
 
 def pipeline_function(params: Params):
     from pipelines.longdoc_pipeline import make_pipeline
 
-    return make_pipeline(params.pipeline.image, params.pipeline.name)
+    return make_pipeline(params.pipeline.image, params.pipeline.gpu, params.pipeline.name)
 
 
 def compile_pipeline(params: Params, out: Path) -> Path:

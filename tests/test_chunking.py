@@ -20,7 +20,7 @@ def test_windows_cover_every_token_in_order_with_exact_overlap(texts, tokenizer)
         doc = chunk_document(text, tokenizer, PARAMS)
         w = doc.windows
         assert w[0].start == 0 and w[-1].end == len(doc.input_ids)
-        for a, b in zip(w, w[1:]):
+        for a, b in zip(w, w[1:], strict=False):
             assert a.end - b.start == PARAMS.overlap  # exact overlap, order kept
             assert b.start > a.start
         assert all(0 < x.end - x.start <= PARAMS.chunk_tokens for x in w)

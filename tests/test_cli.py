@@ -56,9 +56,9 @@ def test_unreachable_tracking_uri_fails_before_training(small_corpus):
 
 def test_bad_set_override():
     _clean_failure(cli("validate", "--set", "train.epochs"), "--set expects key=value")
-    _clean_failure(cli("validate", "--set", "train.variant=bigbird"), "unknown variant 'bigbird'")
+    _clean_failure(cli("validate", "--set", "train.variants=[bigbird]"), "unknown variant 'bigbird'")
 
 
 def test_unknown_variant(small_corpus):
-    _clean_failure(cli("run", "--set", f"data.corpus={small_corpus}", "--set", "train.variant=bigbird"),
+    _clean_failure(cli("run", "--set", f"data.corpus={small_corpus}", "--set", "train.variants=[bigbird]"),
                    "unknown variant 'bigbird'")

@@ -13,15 +13,20 @@ def compiled(tmp_path_factory):
     out = tmp_path_factory.mktemp("ir") / "pipeline.yaml"
     done = cli("pipeline", "compile", "--out", str(out), "--set", "pipeline.image=registry.example/longdoc:test")
     assert done.returncode == 0, done.stderr
-    return yaml.safe_load(out.read_text())
+    return next(yaml.safe_load_all(out.read_text()))
 
 
 def test_tasks_and_order(compiled):
     tasks = compiled["root"]["dag"]["tasks"]
-    assert set(tasks) == TASKS
+    assert set(tasks) == {"validate", "chunk", "for-loop-1", "package"}
     assert tasks["chunk"]["dependentTasks"] == ["validate"]
-    assert set(tasks["register"]["dependentTasks"]) == {"validate", "train", "evaluate"}
-    assert tasks["package"]["dependentTasks"] == ["register"]
+    loop = tasks["for-loop-1"]
+    assert loop["taskInfo"]["name"] == "variants"  # dsl.ParallelFor over train.variants
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--variants"
+    inner = compiled["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    assert set(inner) == {"train", "evaluate", "register"}
+    assert set(inner["register"]["dependentTasks"]) == {"train", "evaluate"}
+    assert tasks["package"]["dependentTasks"] == ["for-loop-1"]  # fan-in: after every variant
 
 
 def test_every_task_runs_the_project_image_without_pip(compiled):
@@ -37,9 +42,26 @@ def test_training_requests_a_gpu(compiled):
     train = compiled["deploymentSpec"]["executors"]["exec-train"]["container"]
     assert train["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
     assert str(train["resources"]["accelerator"]["resourceCount"]) == "1"
+    assert "resources" not in compiled["deploymentSpec"]["executors"]["exec-evaluate"]["container"]
+
+
+def test_gpu_node_selector_and_toleration_are_configurable(tmp_path):
+    out = tmp_path / "p.yaml"
+    done = cli("pipeline", "compile", "--out", str(out), "--set", "pipeline.gpu.count=2",
+               "--set", 'pipeline.gpu.node_selector={"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}',
+               "--set", 'pipeline.gpu.tolerations=[{"key": "nvidia.com/gpu", "operator": "Exists", '
+                        '"effect": "NoSchedule"}]')
+    assert done.returncode == 0, done.stderr
+    docs = list(yaml.safe_load_all(out.read_text()))
+    train = docs[0]["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]["accelerator"]
+    assert str(train["resourceCount"]) == "2"
+    k8s = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-train"]
+    assert k8s["nodeSelector"]["labels"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
+    assert k8s["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
 
 
 def test_params_file_is_the_default_argument(compiled):
     defaults = compiled["root"]["inputDefinitions"]["parameters"]
-    assert defaults["params"]["defaultValue"]["train"]["variant"] == "head"
+    assert defaults["params"]["defaultValue"]["train"]["variants"][0] == "head"
+    assert defaults["variants"]["defaultValue"] == defaults["params"]["defaultValue"]["train"]["variants"]
     assert defaults["corpus_path"]["defaultValue"].endswith("data/corpus.jsonl")

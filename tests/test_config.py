@@ -8,7 +8,7 @@ from tests.conftest import ROOT
 
 def test_project_params_file_is_valid():
     params = load_params(ROOT / "params.yaml")
-    assert params.train.variant == "head"
+    assert params.train.variants[0] == "head"
     assert params.chunking.chunk_tokens == 128
 
 
@@ -24,8 +24,8 @@ def test_bad_values_are_named(raw, fragment):
 
 
 def test_unknown_variant_fails_before_compute():
-    with pytest.raises(LongdocError, match="unknown variant 'bigbird'.*known variants: head"):
-        parse_params({"train": {"variant": "bigbird"}})
+    with pytest.raises(LongdocError, match="unknown variant 'bigbird'; known variants: .*head_tail"):
+        parse_params({"train": {"variants": ["bigbird"]}})
 
 
 def test_chunk_longer_than_encoder_positions_fails():

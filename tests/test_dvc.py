@@ -27,6 +27,8 @@ def test_dvc_repro_small_slice(tmp_path, small_corpus):
     for dotted, value in SMALL.items():
         section, key = dotted.split(".")
         params[section][key] = value
+    params["train"]["variants"] = ["head"]
+    params["train"]["overrides"] = {}
     (repo / "params.yaml").write_text(yaml.safe_dump(params))
     (repo / "data").mkdir()
     shutil.copy(small_corpus, repo / "data" / "corpus.jsonl")
@@ -37,9 +39,9 @@ def test_dvc_repro_small_slice(tmp_path, small_corpus):
 
     first = _dvc("repro", cwd=repo, env=env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    metrics = yaml.safe_load((repo / "outputs" / "eval" / "metrics.json").read_text())
+    metrics = yaml.safe_load((repo / "outputs" / "eval" / "head" / "metrics.json").read_text())
     assert 0 <= metrics["normal_macro_f1"] <= 1
-    assert yaml.safe_load((repo / "outputs" / "registration.json").read_text())["version"] == "1"
+    assert yaml.safe_load((repo / "outputs" / "registration" / "head.json").read_text())["version"] == "1"
     assert (repo / "outputs" / "bento.json").is_file()
 
     again = _dvc("repro", cwd=repo, env=env)

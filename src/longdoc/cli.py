@@ -109,11 +109,13 @@ def chunk(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, corpus: 
 
 @app.command()
 def train(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, chunks: Path = OUT / "chunks",
+          variant: Annotated[str | None, typer.Option(help="Default: the first of train.variants.")] = None,
           out: Path = OUT / "train") -> None:
-    """Fine-tune the configured variant (stage 3)."""
+    """Fine-tune one variant (stage 3); resumes from the last checkpoint in --out."""
     from longdoc.stages import train as run
 
-    _console().print(run(_params(params, set_), chunks, out))
+    cfg = _params(params, set_)
+    _console().print(run(cfg, variant or cfg.train.variants[0], chunks, out))
 
 
 @app.command()
@@ -137,6 +139,7 @@ def register(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, train
     from longdoc.stages import register as run
 
     reg = run(_params(params, set_), train_dir, eval_dir, corpus, dvc_data_version(), git_commit(), "dvc")
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(registration_json(reg))
     _console().print(registration_json(reg))
 
@@ -181,10 +184,13 @@ def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     from longdoc.training import check_config
 
     check_config(cfg)
+    import time
+
     from pipelines.runner import run_local
 
+    started_ms = int(time.time() * 1000)
     outputs = run_local(cfg)
-    print_summary(cfg, outputs)
+    print_summary(cfg, outputs, started_ms)
 
 
 @pipeline_app.command("compile")

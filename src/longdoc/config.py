@@ -54,29 +54,69 @@ class ChunkingParams(_Section):
 
 
 class TrainParams(_Section):
-    variant: str = "head"
+    variants: list[str] = Field(["head"], min_length=1,
+                                description="Variants the pipeline (and dvc's foreach stage) trains, one task each.")
+    overrides: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="Per-variant settings on top of this section, e.g. a smaller CPU budget.")
     epochs: int = Field(1, ge=1)
     max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (CPU budget).")
     batch_size: int = Field(16, ge=1)
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(5e-5, gt=0)
+    head_lr: float | None = Field(None, gt=0, description="Learning rate of the non-encoder layers (default: lr).")
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
     patience: int = Field(2, ge=1, description="Epochs without val macro-F1 gain before stopping.")
     seed: int = 13
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    checkpoint_every: int = Field(200, ge=1)
+    checkpoint_every: int = Field(200, ge=1, description="Steps between resumable checkpoints.")
     dropout: float = Field(0.1, ge=0, lt=1)
+    max_chunks: int = Field(16, ge=1, description="Chunks per document read by the chunked variants.")
+    grad_chunks: Literal["all", "first", "first_and_attended"] = Field(
+        "all", description="Chunks the encoder is trained through (the rest are encoded without gradients).")
+    freeze_layers: int = Field(0, ge=0, description="Freeze the embeddings and the first N encoder layers.")
+    gradient_checkpointing: bool = False
+    hidden: int = Field(128, ge=8, description="Hidden size of the learned aggregators.")
 
-    @field_validator("variant")
+    @field_validator("variants")
     @classmethod
-    def _known_variant(cls, name: str) -> str:
+    def _known_variants(cls, names: list[str]) -> list[str]:
         from longdoc.models import VARIANTS  # import strings only: no torch here
 
-        if name not in VARIANTS:
-            raise ValueError(f"unknown variant {name!r}; known variants: {', '.join(sorted(VARIANTS))}")
-        return name
+        unknown = [n for n in names if n not in VARIANTS]
+        if unknown:
+            raise ValueError(f"unknown variant {unknown[0]!r}; known variants: {', '.join(sorted(VARIANTS))}")
+        if len(set(names)) != len(names):
+            raise ValueError("variants are listed twice")
+        return names
+
+    @model_validator(mode="after")
+    def _overrides_are_valid(self) -> TrainParams:
+        for name, override in self.overrides.items():
+            if name not in self.variants:
+                raise ValueError(f"overrides for {name!r}, which is not in variants {self.variants}")
+            if {"variants", "overrides"} & set(override):
+                raise ValueError(f"overrides.{name} cannot set variants or overrides")
+            TrainParams.model_validate({**self.model_dump(exclude={"overrides"}), **override})
+        return self
+
+    def for_variant(self, name: str) -> TrainParams:
+        """This section with the variant's overrides applied."""
+        base = self.model_dump(exclude={"overrides"})
+        return TrainParams.model_validate({**base, **self.overrides.get(name, {}), "variants": [name]})
+
+
+class LongformerParams(_Section):
+    max_tokens: int = Field(4096, ge=64, description="Tokens the Longformer reads, [CLS]/[SEP] included.")
+    attention_window: int = Field(512, ge=2, description="Sliding window (tokens); must be even.")
+
+    @field_validator("attention_window")
+    @classmethod
+    def _even(cls, window: int) -> int:
+        if window % 2:
+            raise ValueError(f"attention_window must be even (half on each side of a token), got {window}")
+        return window
 
 
 class EvaluateParams(_Section):
@@ -98,8 +138,25 @@ class ServingParams(_Section):
     max_chars: int = Field(200_000, ge=100, description="Longest text the service accepts.")
 
 
+class Toleration(_Section):
+    key: str | None = None
+    operator: Literal["Equal", "Exists"] | None = None
+    value: str | None = None
+    effect: Literal["NoExecute", "NoSchedule", "PreferNoSchedule"] | None = None
+
+
+class GpuParams(_Section):
+    """What each training task asks of a Kubeflow cluster; the local runner ignores it."""
+
+    accelerator: str = "nvidia.com/gpu"
+    count: int = Field(1, ge=0, description="GPUs per training task; 0 runs training on CPU nodes.")
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[Toleration] = Field(default_factory=list)
+
+
 class PipelineParams(_Section):
     name: str = "longdoc"
+    gpu: GpuParams = GpuParams()
     image: str = "ghcr.io/longdoc/longdoc:0.1.0"
     pipeline_root: str = "outputs/kfp"
 
@@ -108,6 +165,7 @@ class Params(_Section):
     data: DataParams = DataParams()
     encoder: EncoderParams = EncoderParams()
     chunking: ChunkingParams = ChunkingParams()
+    longformer: LongformerParams = LongformerParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     registry: RegistryParams = RegistryParams()

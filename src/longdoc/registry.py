@@ -18,7 +18,6 @@ from pathlib import Path
 import pandas as pd
 
 from longdoc.config import Params
-from longdoc.errors import LongdocError
 from longdoc.tracking import artifact_root, resolve_tracking_uri, use_tracking
 
 RUNTIME_REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "pandas", "numpy", "mlflow")
@@ -108,12 +107,13 @@ def register(params: Params, model_dir: Path, eval_dir: Path, train_dir: Path, l
     name = params.registry.model_name
     experiment_id = _experiment_id(mlflow, params.registry.experiment, uri)
     version = None
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"{params.train.variant}") as run:
+    variant = json.loads((train_dir / "train_summary.json").read_text())["variant"]
+    with mlflow.start_run(experiment_id=experiment_id, run_name=variant) as run:
         try:
             info, metrics = _log_run_contents(mlflow, params, model_dir, eval_dir, train_dir)
-            mlflow.set_tags({"variant": params.train.variant, **_lineage_tags(params, lineage)})
+            mlflow.set_tags({"variant": variant, **_lineage_tags(params, lineage)})
             version = mlflow.register_model(info.model_uri, name, tags={
-                "variant": params.train.variant, PROMOTION_METRIC: f"{metrics[PROMOTION_METRIC]:.6f}",
+                "variant": variant, PROMOTION_METRIC: f"{metrics[PROMOTION_METRIC]:.6f}",
                 "inverted_gap_macro_f1": f"{metrics['inverted_gap_macro_f1']:.6f}",
                 **_lineage_tags(params, lineage)})
             promoted, reason = promote_if_better(client, name, version.version, metrics[PROMOTION_METRIC],

@@ -60,10 +60,10 @@ def chunk(params: Params, corpus_dir: Path, out_dir: Path) -> dict:
     return stats
 
 
-def train(params: Params, chunk_dir: Path, out_dir: Path) -> dict:
+def train(params: Params, variant: str, chunk_dir: Path, out_dir: Path) -> dict:
     from longdoc.training import train as run_training
 
-    return run_training(chunk_dir, params, out_dir)
+    return run_training(chunk_dir, params, variant, out_dir)
 
 
 def evaluate(params: Params, model_dir: Path, corpus_dir: Path, out_dir: Path) -> dict:
@@ -74,7 +74,8 @@ def evaluate(params: Params, model_dir: Path, corpus_dir: Path, out_dir: Path) -
 
 def register(params: Params, train_dir: Path, eval_dir: Path, corpus_dir: Path, data_version: str,
              git_commit: str, pipeline_run_id: str = "local"):
-    from longdoc.registry import Lineage, register as run_register
+    from longdoc.registry import Lineage
+    from longdoc.registry import register as run_register
 
     summary = json.loads((corpus_dir / "summary.json").read_text())
     lineage = Lineage(data_version, summary["corpus_sha256"], git_commit, pipeline_run_id)

@@ -1,9 +1,11 @@
 """One training loop for every variant.
 
-Reads the chunk tables written by :mod:`longdoc.chunking`, fine-tunes the chosen variant with AdamW,
-linear warmup/decay, gradient accumulation and clipping, keeps the weights with the best validation
-macro-F1 and stops early when it stops improving. On CUDA it trains under bf16 autocast; on CPU it is
-seeded and deterministic.
+Reads the chunk tables written by :mod:`longdoc.chunking`, fine-tunes a variant with AdamW, linear
+warmup/decay, gradient accumulation and clipping, keeps the weights with the best validation
+macro-F1 and stops early when it stops improving. On CUDA it trains under bf16 autocast and runs
+unchanged under ``torchrun`` (DDP); on CPU it is seeded and deterministic. Every
+``checkpoint_every`` steps it writes a resumable checkpoint, and a restarted run continues from the
+last one to the same result.
 """
 
 from __future__ import annotations
@@ -11,26 +13,30 @@ from __future__ import annotations
 import json
 import math
 import random
+import shutil
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 from tqdm.auto import tqdm
 
 from longdoc.chunking import Window
-from longdoc.config import Params
+from longdoc.config import Params, TrainParams
+from longdoc.distributed import Distributed
 from longdoc.errors import LongdocError
 from longdoc.metrics import classification_metrics
 from longdoc.models import variant_class
 from longdoc.models.base import DocumentClassifier, VariantSettings
 from longdoc.models.batching import SpecialTokens, collate
-from longdoc.models.encoder import ChunkEncoder, load_encoder_config, load_tokenizer
+from longdoc.models.encoder import load_encoder_config, load_tokenizer
 from longdoc.models.io import ModelCard, build_classifier, save_classifier
+
+STATE_FILE = "trainer_state.pt"
+KEEP_CHECKPOINTS = 2
 
 
 @dataclass
@@ -39,6 +45,19 @@ class Doc:
     input_ids: list[int]
     windows: list[Window]
     label: int
+
+
+@dataclass
+class LoopState:
+    """Everything besides the weights that a resumed run needs to continue exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    next_batch: int = 0
+    best: float = -1.0
+    stale: int = 0
+    tokens: int = 0
+    history: list[dict] = field(default_factory=list)
 
 
 def load_docs(chunk_dir: Path, labels: list[str] | None = None) -> tuple[dict[str, list[Doc]], list[str]]:
@@ -60,12 +79,12 @@ def load_docs(chunk_dir: Path, labels: list[str] | None = None) -> tuple[dict[st
     return by_split, labels
 
 
-def pick_device(choice: str) -> torch.device:
+def pick_device(choice: str, local_rank: int = 0) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise LongdocError("train.device is 'cuda' but no CUDA device is available")
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
+    if choice == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank)
 
 
 def seed_everything(seed: int) -> None:
@@ -74,9 +93,10 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def check_config(params: Params) -> None:
+def check_config(params: Params, variants: list[str] | None = None) -> None:
     """Fail on a bad configuration before loading weights or data."""
-    variant_class(params.train.variant)
+    for name in variants or params.train.variants:
+        variant_class(name)
     config = load_encoder_config(params.encoder.name_or_path)
     positions = int(getattr(config, "max_position_embeddings", 0))
     if positions and params.chunking.chunk_tokens + 2 > positions:
@@ -84,21 +104,30 @@ def check_config(params: Params) -> None:
                            f"the encoder's {positions} positions; use at most {positions - 2}")
 
 
+def variant_settings(params: Params, cfg: TrainParams, n_labels: int) -> VariantSettings:
+    return VariantSettings(n_labels, params.chunking.chunk_tokens, cfg.dropout, cfg.max_chunks, cfg.grad_chunks,
+                           params.longformer.max_tokens, params.longformer.attention_window, cfg.hidden)
+
+
 def _autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
-def _batches(docs: list[Doc], size: int, generator: torch.Generator | None) -> list[list[Doc]]:
-    order = torch.randperm(len(docs), generator=generator).tolist() if generator else range(len(docs))
+def epoch_batches(docs: list[Doc], size: int, seed: int | None) -> list[list[Doc]]:
+    """The batches of one epoch; the order depends only on ``seed`` so a resumed run sees the same."""
+    if seed is None:
+        order = range(len(docs))
+    else:
+        order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed)).tolist()
     ordered = [docs[i] for i in order]
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
-def _forward(model: DocumentClassifier, batch_docs: list[Doc], special: SpecialTokens,
-             device: torch.device) -> torch.Tensor:
-    segments = [model.segments(d.input_ids, d.windows) for d in batch_docs]
-    with _autocast(device):
-        return model(collate(segments, special).to(device)).float()
+def make_batch(model: DocumentClassifier, batch_docs: list[Doc], special: SpecialTokens, device: torch.device):
+    batch = collate([model.segments(d.input_ids, d.windows) for d in batch_docs], special)
+    if device.type == "cuda":
+        batch = batch.pin_memory()
+    return batch.to(device)
 
 
 @torch.inference_mode()
@@ -106,8 +135,9 @@ def predict_docs(model: DocumentClassifier, docs: list[Doc], special: SpecialTok
                  batch_size: int) -> list[int]:
     model.eval()
     preds = []
-    for batch in _batches(docs, batch_size, None):
-        preds.extend(_forward(model, batch, special, device).argmax(-1).tolist())
+    for batch_docs in epoch_batches(docs, batch_size, None):
+        with _autocast(device):
+            preds.extend(model(make_batch(model, batch_docs, special, device)).argmax(-1).tolist())
     return preds
 
 
@@ -120,85 +150,150 @@ def _schedule(optimizer: torch.optim.Optimizer, warmup: int, total: int) -> torc
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def train(chunk_dir: Path, params: Params, out_dir: Path) -> dict:
-    """Train ``params.train.variant`` and write the best model to ``out_dir/model``."""
-    check_config(params)
-    cfg = params.train
+def freeze_lower_layers(model: DocumentClassifier, n_layers: int) -> None:
+    """Freeze the embeddings and the first ``n_layers`` encoder layers (a cheaper CPU fine-tune)."""
+    if n_layers <= 0:
+        return
+    frozen = ("embeddings.", *(f"encoder.layer.{i}." for i in range(n_layers)))
+    for name, param in model.encoder.backbone.named_parameters():
+        if name.startswith(frozen):
+            param.requires_grad_(False)
+
+
+def make_optimizer(model: DocumentClassifier, cfg: TrainParams) -> torch.optim.AdamW:
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            groups.setdefault((name.startswith("encoder."), param.ndim > 1), []).append(param)
+    head_lr = cfg.head_lr or cfg.lr
+    return torch.optim.AdamW([{"params": p, "lr": cfg.lr if enc else head_lr,
+                               "weight_decay": cfg.weight_decay if decay else 0.0}
+                              for (enc, decay), p in sorted(groups.items())])
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    done = sorted(p.parent for p in (out_dir / "checkpoints").glob(f"step-*/{STATE_FILE}"))
+    return done[-1] if done else None
+
+
+def save_checkpoint(out_dir: Path, model, tokenizer, card, optimizer, scheduler, state: LoopState) -> None:
+    """Weights (safetensors) + optimizer, scheduler, RNG and loop state; the state file is written last."""
+    path = out_dir / "checkpoints" / f"step-{state.step:06d}"
+    save_classifier(model, tokenizer, card, path)
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state(), "loop": state.__dict__}, path / f"{STATE_FILE}.tmp")
+    (path / f"{STATE_FILE}.tmp").replace(path / STATE_FILE)
+    for old in sorted((out_dir / "checkpoints").glob("step-*"))[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def restore_checkpoint(path: Path, model, optimizer, scheduler) -> LoopState:
+    from safetensors.torch import load_model
+
+    load_model(model, str(path / "model.safetensors"), device=str(next(model.parameters()).device))
+    saved = torch.load(path / STATE_FILE, weights_only=False)
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["rng"])
+    return LoopState(**saved["loop"])
+
+
+def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: bool = True) -> dict:
+    """Train ``variant``; the best model goes to ``out_dir/model``, checkpoints to ``out_dir/checkpoints``."""
+    check_config(params, [variant])
+    cfg = params.train.for_variant(variant)
+    dist = Distributed.from_env()
     seed_everything(cfg.seed)
-    device = pick_device(cfg.device)
+    device = pick_device(cfg.device, dist.local_rank)
     splits, labels = load_docs(chunk_dir)
     if not splits["train"]:
         raise LongdocError("the train split is empty")
     tokenizer = load_tokenizer(params.encoder.name_or_path)
     special = SpecialTokens.of(tokenizer)
-    card = ModelCard(cfg.variant, labels, params.chunking, params.encoder.pooling, params.encoder.name_or_path,
-                     VariantSettings(len(labels), params.chunking.chunk_tokens, cfg.dropout))
-    model = build_classifier(card, ChunkEncoder.pretrained(params.encoder.name_or_path, params.encoder.pooling))
-    model.to(device)
+    settings = variant_settings(params, cfg, len(labels))
+    card = ModelCard(variant, labels, params.chunking, params.encoder.pooling, params.encoder.name_or_path, settings)
+    encoder = variant_class(variant).pretrained_encoder(params.encoder.name_or_path, params.encoder.pooling, settings)
+    model = build_classifier(card, encoder).to(device)
+    freeze_lower_layers(model, cfg.freeze_layers)
+    if cfg.gradient_checkpointing:
+        model.encoder.backbone.gradient_checkpointing_enable()
+    train_model = dist.wrap(model)
 
-    steps_per_epoch = math.ceil(len(splits["train"]) / cfg.batch_size / cfg.grad_accum)
+    per_rank = dist.shard(splits["train"])
+    steps_per_epoch = math.ceil(math.ceil(len(per_rank) / cfg.batch_size) / cfg.grad_accum)
     total = min(cfg.max_steps or steps_per_epoch * cfg.epochs, steps_per_epoch * cfg.epochs)
-    decay = [p for n, p in model.named_parameters() if p.ndim > 1]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    optimizer = make_optimizer(model, cfg)
     scheduler = _schedule(optimizer, int(cfg.warmup_ratio * total), total)
-    loss_fn = nn.CrossEntropyLoss()
-    generator = torch.Generator().manual_seed(cfg.seed)
+    state = LoopState()
+    checkpoint = latest_checkpoint(out_dir) if resume else None
+    if checkpoint is not None:
+        state = restore_checkpoint(checkpoint, model, optimizer, scheduler)
+        print(f"resuming {variant} from {checkpoint} (step {state.step})")
 
-    model_dir = out_dir / "model"
-    history, best, stale, step = [], -1.0, 0, 0
-    started = time.perf_counter()
-    tokens_seen = 0
-    progress = tqdm(total=total, desc=f"train {cfg.variant} on {device.type}", unit="step")
-    for epoch in range(cfg.epochs):
+    started, tokens_at_start = time.perf_counter(), state.tokens
+    progress = tqdm(total=total, initial=state.step, desc=f"train {variant} on {device.type}", unit="step",
+                    disable=not dist.is_main)
+    while state.epoch < cfg.epochs and state.step < total:
         model.train()
-        batches = _batches(splits["train"], cfg.batch_size, generator)
-        for i, batch in enumerate(batches):
-            logits = _forward(model, batch, special, device)
-            target = torch.tensor([d.label for d in batch], device=device)
-            loss = loss_fn(logits, target) / cfg.grad_accum
-            loss.backward()
-            tokens_seen += sum(len(s) + 2 for d in batch for s in model.segments(d.input_ids, d.windows))
-            if (i + 1) % cfg.grad_accum and i + 1 != len(batches):
+        batches = epoch_batches(per_rank, cfg.batch_size, cfg.seed + state.epoch)
+        for i in range(state.next_batch, len(batches)):
+            batch = make_batch(model, batches[i], special, device)
+            target = torch.tensor([d.label for d in batches[i]], device=device)
+            last_of_step = (i + 1) % cfg.grad_accum == 0 or i + 1 == len(batches)
+            with dist.no_sync(train_model, not last_of_step), _autocast(device):
+                loss = train_model.loss(batch, target) if train_model is model else train_model(batch, target)
+            (loss / cfg.grad_accum).backward()
+            state.tokens += int(batch.attention_mask.sum())
+            if not last_of_step:
                 continue
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
-            step += 1
+            state.step, state.next_batch = state.step + 1, i + 1
             progress.update(1)
-            progress.set_postfix(loss=f"{loss.item() * cfg.grad_accum:.3f}")
-            history.append({"step": step, "epoch": epoch, "loss": loss.item() * cfg.grad_accum,
-                            "lr": scheduler.get_last_lr()[0]})
-            if step % cfg.checkpoint_every == 0:
-                save_classifier(model, tokenizer, card, out_dir / "checkpoints" / f"step-{step:06d}")
-            if step >= total:
+            progress.set_postfix(loss=f"{loss.item():.3f}")
+            state.history.append({"step": state.step, "epoch": state.epoch, "loss": loss.item(),
+                                  "lr": scheduler.get_last_lr()[0]})
+            if state.step % cfg.checkpoint_every == 0 and dist.is_main:
+                save_checkpoint(out_dir, model, tokenizer, card, optimizer, scheduler, state)
+            if state.step >= total:
                 break
-        val_f1 = _validate(model, splits["val"], labels, special, device, params)
-        history[-1]["val_macro_f1"] = val_f1
-        if val_f1 > best or not splits["val"]:
-            best, stale = val_f1, 0
-            save_classifier(model, tokenizer, card, model_dir)
-        else:
-            stale += 1
-        if step >= total or stale >= cfg.patience:
+        epoch_done = state.next_batch >= len(batches)
+        if state.step >= total or epoch_done:
+            _end_of_epoch(model, splits["val"], labels, special, device, params, state, out_dir, tokenizer, card,
+                          dist)
+            state.epoch, state.next_batch = state.epoch + 1, 0
+        if state.stale >= cfg.patience:
             break
     progress.close()
     seconds = time.perf_counter() - started
-    summary = {"variant": cfg.variant, "device": device.type, "steps": step, "epochs_run": epoch + 1,
-               "best_val_macro_f1": best, "train_seconds": round(seconds, 1),
-               "train_tokens_per_second": round(tokens_seen / seconds, 1), "labels": labels,
-               "train_docs": len(splits["train"]), "val_docs": len(splits["val"])}
-    (out_dir / "history.json").write_text(json.dumps(history, indent=1))
-    (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    summary = {"variant": variant, "device": device.type, "world_size": dist.world_size, "steps": state.step,
+               "epochs_run": state.epoch, "best_val_macro_f1": state.best, "train_seconds": round(seconds, 1),
+               "train_tokens_per_second": round((state.tokens - tokens_at_start) * dist.world_size / seconds, 1),
+               "labels": labels, "train_docs": len(splits["train"]), "val_docs": len(splits["val"]),
+               "max_steps": total, "freeze_layers": cfg.freeze_layers, "grad_chunks": cfg.grad_chunks}
+    if dist.is_main:
+        (out_dir / "history.json").write_text(json.dumps(state.history, indent=1))
+        (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    dist.barrier()
     return summary
 
 
-def _validate(model, docs: list[Doc], labels: list[str], special, device, params: Params) -> float:
-    """Validation macro-F1 (0 without a val split, where the last epoch's weights are kept)."""
-    if not docs:
-        return 0.0
-    preds = predict_docs(model, docs, special, device, params.evaluate.batch_size)
-    y_true = [labels[d.label] for d in docs]
-    return classification_metrics(y_true, [labels[p] for p in preds], labels)["macro_f1"]
+def _end_of_epoch(model, val_docs, labels, special, device, params, state: LoopState, out_dir, tokenizer, card,
+                  dist: Distributed) -> None:
+    """Validate, keep the best weights, count epochs without improvement."""
+    if not dist.is_main:
+        return
+    score = 0.0
+    if val_docs:
+        preds = predict_docs(model, val_docs, special, device, params.evaluate.batch_size)
+        score = classification_metrics([labels[d.label] for d in val_docs], [labels[p] for p in preds],
+                                       labels)["macro_f1"]
+        if state.history:
+            state.history[-1]["val_macro_f1"] = score
+    if score > state.best or not val_docs:
+        state.best, state.stale = score, 0
+        save_classifier(model, tokenizer, card, out_dir / "model")
+    else:
+        state.stale += 1

@@ -1,4 +1,4 @@
-"""The interface every variant implements."""
+"""The interface every variant implements, and the shared machinery of the chunked ones."""
 
 from __future__ import annotations
 
@@ -11,15 +11,21 @@ from torch import nn
 from longdoc.chunking import Window
 from longdoc.models.batching import SegmentBatch
 from longdoc.models.encoder import ChunkEncoder
+from longdoc.models.segments import select_windows
 
 
 @dataclass(frozen=True)
 class VariantSettings:
-    """What a variant needs to know besides the encoder: saved with the model, used again at serving."""
+    """What a variant needs besides the encoder: saved with the model, used again at serving."""
 
     n_labels: int
     chunk_tokens: int
     dropout: float = 0.1
+    max_chunks: int = 16
+    grad_chunks: str = "all"  # "all" | "first" | "first_and_attended": which chunks train the encoder
+    max_tokens: int = 4096  # Longformer input length
+    attention_window: int = 512  # Longformer sliding window
+    hidden: int = 128  # size of the learned aggregators' hidden layers (per LSTM direction)
 
 
 class DocumentClassifier(nn.Module):
@@ -37,6 +43,11 @@ class DocumentClassifier(nn.Module):
         self.encoder = encoder
         self.settings = settings
 
+    @classmethod
+    def pretrained_encoder(cls, name_or_path: str, pooling: str, settings: VariantSettings) -> ChunkEncoder:
+        """The encoder to fine-tune; variants that change its architecture override this."""
+        return ChunkEncoder.pretrained(name_or_path, pooling)
+
     @abstractmethod
     def segments(self, input_ids: list[int], windows: list[Window]) -> list[list[int]]:
         """The token spans of one document this variant reads."""
@@ -44,3 +55,36 @@ class DocumentClassifier(nn.Module):
     @abstractmethod
     def forward(self, batch: SegmentBatch) -> torch.Tensor:
         """Logits, shape [batch.n_docs, n_labels]."""
+
+    def loss(self, batch: SegmentBatch, target: torch.Tensor) -> torch.Tensor:
+        """Training loss; chunk-level classifiers override it to supervise every chunk."""
+        return nn.functional.cross_entropy(self(batch).float(), target)
+
+    def chunk_weights(self, batch: SegmentBatch) -> list[list[float]] | None:
+        """How much each segment decided the prediction, per document; None if the variant cannot say."""
+        return None
+
+
+class ChunkedClassifier(DocumentClassifier):
+    """Reads every window (at most ``max_chunks``, evenly spread) and encodes them in one call."""
+
+    def segments(self, input_ids: list[int], windows: list[Window]) -> list[list[int]]:
+        return [input_ids[w.start : w.end] for w in select_windows(windows, self.settings.max_chunks)]
+
+    def encode(self, batch: SegmentBatch) -> torch.Tensor:
+        """Chunk vectors [segments, dim]; in training, gradients flow only through the chunks
+        ``grad_rows`` picks unless ``grad_chunks`` is "all".
+
+        Gradient stopping (the ATT paper's trick): all chunks are encoded once without autograd, then
+        the kept ones again with it, so a 20-chunk document trains in the activation memory of two.
+        """
+        if self.settings.grad_chunks == "all" or not self.training or not torch.is_grad_enabled():
+            return self.encoder(batch.input_ids, batch.attention_mask)
+        with torch.no_grad():
+            z = self.encoder(batch.input_ids, batch.attention_mask)
+        rows = self.grad_rows(z, batch).nonzero(as_tuple=True)[0]
+        return z.index_put((rows,), self.encoder(batch.input_ids[rows], batch.attention_mask[rows]))
+
+    def grad_rows(self, z: torch.Tensor, batch: SegmentBatch) -> torch.Tensor:
+        """Boolean mask of the segments that train the encoder: each document's first chunk."""
+        return batch.position == 0

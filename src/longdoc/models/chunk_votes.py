@@ -1,0 +1,122 @@
+"""Chunk aggregation over chunk predictions.
+
+One classifier is fine-tuned on chunks (each chunk carries its document's label); a document's
+prediction combines its chunks' outputs: mean or max of logits, majority vote, confidence-weighted
+vote, or a small stacked model trained on the chunk probabilities (the "hybrid" model of practice).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from longdoc.models.base import ChunkedClassifier, VariantSettings
+from longdoc.models.batching import SegmentBatch
+from longdoc.models.encoder import ChunkEncoder
+from longdoc.models.segments import segment_max, segment_mean, to_padded
+
+EPS = 1e-6
+
+
+class ChunkPrediction(ChunkedClassifier):
+    """Base: per-chunk logits, a chunk-level loss, and ``aggregate`` to combine them."""
+
+    name = "chunk_mean"
+
+    def __init__(self, encoder: ChunkEncoder, settings: VariantSettings) -> None:
+        super().__init__(encoder, settings)
+        self.dropout = nn.Dropout(settings.dropout)
+        self.classifier = nn.Linear(encoder.hidden_size, settings.n_labels)
+
+    def chunk_logits(self, batch: SegmentBatch) -> torch.Tensor:
+        return self.classifier(self.dropout(self.encode(batch))).float()
+
+    def aggregate(self, logits: torch.Tensor, batch: SegmentBatch) -> torch.Tensor:
+        return segment_mean(logits, batch.doc_index, batch.n_docs)
+
+    def forward(self, batch: SegmentBatch) -> torch.Tensor:
+        return self.aggregate(self.chunk_logits(batch), batch)
+
+    def loss(self, batch: SegmentBatch, target: torch.Tensor) -> torch.Tensor:
+        return nn.functional.cross_entropy(self.chunk_logits(batch), target[batch.doc_index])
+
+    def chunk_weights(self, batch: SegmentBatch) -> list[list[float]]:
+        """Each chunk's confidence in the document's predicted class, normalised per document."""
+        logits = self.chunk_logits(batch)
+        predicted = self.aggregate(logits, batch).argmax(-1)
+        support = logits.softmax(-1).gather(1, predicted[batch.doc_index].unsqueeze(1)).squeeze(1)
+        padded, mask = to_padded(support, batch.doc_index, batch.position, batch.n_docs)
+        weights = padded / padded.sum(1, keepdim=True).clamp(min=EPS)
+        return [w[m].tolist() for w, m in zip(weights, mask, strict=True)]
+
+
+class ChunkMax(ChunkPrediction):
+    name = "chunk_max"
+
+    def aggregate(self, logits: torch.Tensor, batch: SegmentBatch) -> torch.Tensor:
+        return segment_max(logits, batch.doc_index, batch.n_docs)
+
+
+class ChunkVote(ChunkPrediction):
+    """Majority vote; ties go to the class with the larger summed probability.
+
+    Returns log vote shares (plus a tie-breaking term far below one vote), so softmax of the output
+    is the share of chunks voting for each class.
+    """
+
+    name = "chunk_vote"
+
+    def votes(self, logits: torch.Tensor) -> torch.Tensor:
+        return nn.functional.one_hot(logits.argmax(-1), logits.size(-1)).to(logits.dtype)
+
+    def aggregate(self, logits: torch.Tensor, batch: SegmentBatch) -> torch.Tensor:
+        probs = logits.softmax(-1)
+        share = segment_mean(self.votes(logits) * self.vote_weight(probs), batch.doc_index, batch.n_docs)
+        share = share / share.sum(-1, keepdim=True).clamp(min=EPS)
+        tie_break = segment_mean(probs, batch.doc_index, batch.n_docs) * 1e-4
+        return torch.log(share + tie_break + EPS)
+
+    def vote_weight(self, probs: torch.Tensor) -> torch.Tensor:
+        return torch.ones_like(probs[:, :1])
+
+
+class ChunkWeightedVote(ChunkVote):
+    """Each chunk votes with the weight of its top probability."""
+
+    name = "chunk_weighted_vote"
+
+    def vote_weight(self, probs: torch.Tensor) -> torch.Tensor:
+        return probs.max(-1, keepdim=True).values
+
+
+class ChunkStacked(ChunkPrediction):
+    """The hybrid model: a linear classifier on statistics of the chunk probabilities.
+
+    Features: mean, max, min and standard deviation of the chunk probabilities, the first and the
+    last chunk's probabilities, and log(number of chunks). The stacker is trained jointly on detached
+    chunk probabilities, so it learns to combine the chunk classifier without changing it.
+    """
+
+    name = "chunk_stacked"
+
+    def __init__(self, encoder: ChunkEncoder, settings: VariantSettings) -> None:
+        super().__init__(encoder, settings)
+        self.stacker = nn.Linear(6 * settings.n_labels + 1, settings.n_labels)
+
+    def features(self, probs: torch.Tensor, batch: SegmentBatch) -> torch.Tensor:
+        padded, mask = to_padded(probs, batch.doc_index, batch.position, batch.n_docs)
+        count = mask.sum(1, keepdim=True).to(probs.dtype)
+        mean = segment_mean(probs, batch.doc_index, batch.n_docs)
+        high = segment_max(probs, batch.doc_index, batch.n_docs)
+        low = -segment_max(-probs, batch.doc_index, batch.n_docs)
+        std = (segment_mean(probs**2, batch.doc_index, batch.n_docs) - mean**2).clamp(min=0).sqrt()
+        last = padded[torch.arange(batch.n_docs, device=probs.device), count.long().squeeze(1) - 1]
+        return torch.cat([mean, high, low, std, padded[:, 0], last, count.log()], dim=-1)
+
+    def aggregate(self, logits: torch.Tensor, batch: SegmentBatch) -> torch.Tensor:
+        return self.stacker(self.features(logits.softmax(-1).detach(), batch))
+
+    def loss(self, batch: SegmentBatch, target: torch.Tensor) -> torch.Tensor:
+        logits = self.chunk_logits(batch)
+        chunk_loss = nn.functional.cross_entropy(logits, target[batch.doc_index])
+        return chunk_loss + nn.functional.cross_entropy(self.aggregate(logits, batch), target)

@@ -1,0 +1,69 @@
+"""The training loop for real: a small run learns, and a killed run resumes to the same weights."""
+
+import signal
+import subprocess
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import BIN, ROOT, cli, set_args
+
+TINY = {"data.sample_per_label": 8, "chunking.chunk_tokens": 32, "chunking.overlap": 4,
+        "chunking.sentence_slack": 8, "train.batch_size": 4, "train.epochs": 1, "train.max_steps": 8,
+        "train.checkpoint_every": 2, "train.max_chunks": 4, "train.device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def chunks(tmp_path_factory, small_corpus):
+    tmp = tmp_path_factory.mktemp("chunks")
+    args = set_args({**TINY, "data.corpus": str(small_corpus)})
+    assert cli("validate", *args, "--out", str(tmp / "v")).returncode == 0
+    done = cli("chunk", *args, "--corpus", str(tmp / "v"), "--out", str(tmp / "c"))
+    assert done.returncode == 0, done.stderr
+    return tmp / "c", args
+
+
+def _train(chunks, out, variant="chunk_mean"):
+    chunk_dir, args = chunks
+    return [str(BIN / "longdoc"), "train", *args, "--variant", variant, "--chunks", str(chunk_dir), "--out", str(out)]
+
+
+def test_resume_after_kill_reaches_the_same_weights(chunks, tmp_path):
+    straight = subprocess.run(_train(chunks, tmp_path / "straight"), cwd=ROOT, capture_output=True, text=True)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+
+    proc = subprocess.Popen(_train(chunks, tmp_path / "killed"), cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    deadline = time.time() + 300
+    while not list((tmp_path / "killed").glob("checkpoints/step-*/trainer_state.pt")):
+        assert proc.poll() is None and time.time() < deadline, "training ended before its first checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "train_summary.json").exists()
+
+    resumed = subprocess.run(_train(chunks, tmp_path / "killed"), cwd=ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming chunk_mean from" in resumed.stdout + resumed.stderr
+    a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    b = load_file(tmp_path / "killed" / "model" / "model.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_training_learns_and_reports_throughput(chunks, tmp_path):
+    longer = [*_train(chunks, tmp_path / "head", "head"), *set_args({"train.epochs": 3, "train.max_steps": 24,
+                                                                      "train.lr": 2e-4, "train.patience": 3})]
+    done = subprocess.run(longer, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    import json
+
+    history = json.loads((tmp_path / "head" / "history.json").read_text())
+    summary = json.loads((tmp_path / "head" / "train_summary.json").read_text())
+    assert summary["steps"] == len(history) == 24 and summary["train_tokens_per_second"] > 0
+    first = [h["loss"] for h in history if h["epoch"] == 0]
+    last = [h["loss"] for h in history if h["epoch"] == 2]
+    assert sum(last) / len(last) < 0.8 * sum(first) / len(first)
+    assert summary["best_val_macro_f1"] > 0.2  # five classes: chance is 0.2
