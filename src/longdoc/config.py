@@ -68,6 +68,7 @@ class TrainParams(_Section):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
     patience: int = Field(2, ge=1, description="Epochs without val macro-F1 gain before stopping.")
+    val_docs_per_label: int | None = Field(None, ge=1, description="Validate on at most N documents per label.")
     seed: int = 13
     device: Literal["auto", "cpu", "cuda"] = "auto"
     checkpoint_every: int = Field(200, ge=1, description="Steps between resumable checkpoints.")
@@ -120,7 +121,8 @@ class LongformerParams(_Section):
 
 
 class EvaluateParams(_Section):
-    batch_size: int = Field(32, ge=1)
+    batch_size: int = Field(8, ge=1, description="Documents per inference batch (all their chunks in one call).")
+    docs_per_label: int | None = Field(None, ge=1, description="Evaluate on at most N test documents per label.")
 
 
 class RegistryParams(_Section):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from longdoc.config import Params
+from longdoc.data.splits import sample_per_label
 from longdoc.errors import LongdocError
 from longdoc.inference import Predictor
 from longdoc.metrics import classification_metrics, confusion
@@ -22,7 +23,7 @@ from longdoc.views import VIEWS
 
 def evaluate(model_dir: Path, corpus: pd.DataFrame, params: Params, out_dir: Path) -> dict[str, float]:
     """Write ``metrics.json``, ``predictions.parquet`` and one confusion matrix PNG per view."""
-    test = corpus[corpus["split"] == "test"]
+    test = sample_per_label(corpus[corpus["split"] == "test"], params.evaluate.docs_per_label, params.data.seed)
     if test.empty:
         raise LongdocError("the test split is empty: nothing to evaluate")
     predictor = Predictor.load(model_dir)

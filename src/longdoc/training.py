@@ -79,6 +79,17 @@ def load_docs(chunk_dir: Path, labels: list[str] | None = None) -> tuple[dict[st
     return by_split, labels
 
 
+def limit_per_label(docs: list[Doc], n: int | None, seed: int) -> list[Doc]:
+    """At most ``n`` documents per label, the same ones on every run."""
+    if n is None:
+        return docs
+    rng = random.Random(seed)
+    by_label: dict[int, list[Doc]] = {}
+    for doc in sorted(docs, key=lambda d: d.id):
+        by_label.setdefault(doc.label, []).append(doc)
+    return [d for label in sorted(by_label) for d in rng.sample(by_label[label], min(n, len(by_label[label])))]
+
+
 def pick_device(choice: str, local_rank: int = 0) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise LongdocError("train.device is 'cuda' but no CUDA device is available")
@@ -208,6 +219,7 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
     splits, labels = load_docs(chunk_dir)
     if not splits["train"]:
         raise LongdocError("the train split is empty")
+    splits["val"] = limit_per_label(splits["val"], cfg.val_docs_per_label, cfg.seed)
     tokenizer = load_tokenizer(params.encoder.name_or_path)
     special = SpecialTokens.of(tokenizer)
     settings = variant_settings(params, cfg, len(labels))
