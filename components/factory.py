@@ -6,9 +6,11 @@ from kfp import dsl
 
 from components import functions
 
+COMPONENTS = ("validate", "chunk", "train", "evaluate", "register", "baseline", "compare", "package")
+
 
 def build_components(image: str) -> SimpleNamespace:
     """One component per stage, all on ``image``; kfp itself comes from the image, not pip."""
     make = lambda func: dsl.component(func=func, base_image=image, install_kfp_package=False)  # noqa: E731
     return SimpleNamespace(**{name: make(getattr(functions, name))
-                              for name in ("validate", "chunk", "train", "evaluate", "register", "package")})
+                              for name in COMPONENTS})

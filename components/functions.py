@@ -58,7 +58,7 @@ def evaluate(params: dict, corpus: Input[Dataset], model: Input[Model], evaluati
 
 def register(params: dict, data_version: str, git_commit: str, pipeline_run_id: str, corpus: Input[Dataset],
              model: Input[Model], evaluation: Input[Dataset]) -> NamedTuple(
-                 "Registered", [("version", str), ("alias", str), ("promoted", bool), ("reason", str)]):
+                 "Registered", [("version", str), ("run_id", str), ("promoted", bool), ("reason", str)]):
     from collections import namedtuple
     from pathlib import Path
 
@@ -67,18 +67,49 @@ def register(params: dict, data_version: str, git_commit: str, pipeline_run_id: 
 
     reg = run(parse_params(params), Path(model.path), Path(evaluation.path), Path(corpus.path), data_version,
               git_commit, pipeline_run_id)
-    out = namedtuple("Registered", ["version", "alias", "promoted", "reason"])
-    return out(reg.version, reg.alias or "", reg.promoted, reg.reason)
+    print(f"version {reg.version}: {'promoted' if reg.promoted else 'not promoted'}: {reg.reason}")
+    out = namedtuple("Registered", ["version", "run_id", "promoted", "reason"])
+    return out(reg.version, reg.run_id, reg.promoted, reg.reason)
 
 
-def package(params: dict, registered_versions: list) -> NamedTuple(
+def baseline(params: dict, data_version: str, git_commit: str, pipeline_run_id: str, corpus: Input[Dataset],
+             evaluation: Output[Dataset]) -> str:
+    """TF-IDF + logistic regression, evaluated like the variants and logged as its own MLflow run."""
+    from pathlib import Path
+
+    from longdoc.config import parse_params
+    from longdoc.stages import baseline as run
+
+    return run(parse_params(params), Path(corpus.path), Path(evaluation.path), data_version, git_commit,
+               pipeline_run_id)
+
+
+def compare(params: dict, run_ids: list, baseline_run_id: str, promoted: list, comparison: Output[Dataset],
+            table: Output[Markdown]) -> NamedTuple("Compared", [("decision", str), ("champion_version", str)]):
+    """The comparison table across variants and the baseline, and the gate's verdict for packaging."""
+    import shutil
+    from collections import namedtuple
+    from pathlib import Path
+
+    from longdoc.config import parse_params
+    from longdoc.stages import compare as run
+
+    cfg = parse_params(params)
+    champion = run(cfg, [*run_ids, baseline_run_id], Path(comparison.path))
+    shutil.copyfile(Path(comparison.path) / "comparison.md", table.path)
+    decision = "package" if any(promoted) else "keep"
+    print(f"gate: {sum(bool(p) for p in promoted)} of {len(promoted)} variants promoted; champion v{champion}")
+    return namedtuple("Compared", ["decision", "champion_version"])(decision, champion)
+
+
+def package(params: dict, champion_version: str) -> NamedTuple(
         "Packaged", [("bento_tag", str), ("model_version", str)]):
-    """Package the champion once every variant is registered (``registered_versions`` is the fan-in)."""
+    """Package the champion (runs only when the gate promoted a new one)."""
     from collections import namedtuple
 
     from longdoc.config import parse_params
     from longdoc.stages import package as run
 
-    print(f"packaging the champion; this run registered versions {registered_versions}")
+    print(f"packaging champion v{champion_version}")
     packaged = run(parse_params(params))
     return namedtuple("Packaged", ["bento_tag", "model_version"])(packaged.bento_tag, packaged.model_version)

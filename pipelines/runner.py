@@ -20,10 +20,11 @@ def pipeline_arguments(params: Params) -> dict:
             "variants": params.train.variants, "data_version": dvc_data_version(), "git_commit": git_commit()}
 
 
-def pipeline_function(params: Params):
+def pipeline_function(params: Params, parallelism: int | None = None):
     from pipelines.longdoc_pipeline import make_pipeline
 
-    return make_pipeline(params.pipeline.image, params.pipeline.gpu, params.pipeline.name)
+    limit = params.pipeline.parallelism if parallelism is None else parallelism
+    return make_pipeline(params.pipeline.image, params.pipeline.gpu, params.pipeline.name, limit)
 
 
 def compile_pipeline(params: Params, out: Path) -> Path:
@@ -41,7 +42,7 @@ def run_local(params: Params) -> dict[str, str]:
     root = Path(params.pipeline.pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    task = pipeline_function(params)(**pipeline_arguments(params))
+    task = pipeline_function(params, params.pipeline.local_parallelism)(**pipeline_arguments(params))
     return {k: str(v) for k, v in task.outputs.items()}
 
 

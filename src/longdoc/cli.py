@@ -18,8 +18,11 @@ app = typer.Typer(help="Long-document classification: corpus -> kfp pipeline -> 
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Put a corpus into data/ (then `dvc add data`).", no_args_is_help=True)
 pipeline_app = typer.Typer(help="Compile the kfp pipeline or submit it to Kubeflow.", no_args_is_help=True)
+models_app = typer.Typer(help="The MLflow registry: list versions, promote, roll back, read the audit trail.",
+                         no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
+app.add_typer(models_app, name="models")
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="The params file.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-S", help="Override a param: train.epochs=1.")]
@@ -145,6 +148,39 @@ def register(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, train
 
 
 @app.command()
+def baseline(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, corpus: Path = OUT / "validation",
+             out: Path = OUT / "baseline") -> None:
+    """Fit, evaluate and log the TF-IDF + logistic regression baseline."""
+    import json
+
+    from longdoc.data.versioning import dvc_data_version
+    from longdoc.lineage import git_commit
+    from longdoc.stages import baseline as run
+
+    run_id = run(_params(params, set_), corpus, out, dvc_data_version(), git_commit(), "dvc")
+    (out / "run.json").write_text(json.dumps({"run_id": run_id}))
+    _console().print(f"baseline logged as MLflow run {run_id}")
+
+
+@app.command()
+def compare(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+            runs: Annotated[list[Path] | None, typer.Argument(help="JSON files with a run_id (registrations, "
+                                                                   "baseline).")] = None,
+            out: Path = OUT / "comparison") -> None:
+    """The comparison table across variants and the baseline (markdown, CSV, PNGs, MLflow)."""
+    import json
+
+    from longdoc.stages import compare as run
+
+    files = runs or sorted([*(OUT / "registration").glob("*.json"), OUT / "baseline" / "run.json"])
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise LongdocError(f"run files not found: {', '.join(missing)}")
+    champion = run(_params(params, set_), [json.loads(f.read_text())["run_id"] for f in files], out)
+    _console().print(f"wrote {out / 'comparison.md'}; champion is v{champion}")
+
+
+@app.command()
 def package(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
             version: Annotated[str | None, typer.Option(help="A model version instead of the champion.")] = None,
             out: Path = OUT / "bento.json") -> None:
@@ -191,6 +227,8 @@ def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     started_ms = int(time.time() * 1000)
     outputs = run_local(cfg)
     print_summary(cfg, outputs, started_ms)
+    if outputs.get("decision") != "package":
+        _console().print("the gate promoted no new champion this run: nothing new was packaged")
 
 
 @pipeline_app.command("compile")
@@ -225,6 +263,93 @@ def serve(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     args = [sys.executable, "-m", "bentoml", "serve", bento, "--host", cfg.serving.host,
             "--port", str(port or cfg.serving.port)]
     os.execv(sys.executable, args)
+
+
+def _registry(params: Path, set_: list[str] | None):
+    from longdoc.tracking import resolve_tracking_uri, use_tracking
+
+    cfg = _params(params, set_)
+    uri = resolve_tracking_uri(cfg.registry.tracking_uri)
+    return cfg, uri, use_tracking(uri).MlflowClient()
+
+
+NameArg = Annotated[str, typer.Argument(help="Registered model name.")]
+VersionArg = Annotated[str, typer.Argument(help="Model version number.")]
+
+
+@models_app.command("list")
+def models_list(name: NameArg = "longdoc", params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Versions with their aliases, status and key metrics."""
+    from rich.table import Table
+
+    from longdoc.promotion import require_model
+
+    cfg, _, client = _registry(params, set_)
+    require_model(client, name)
+    table = Table("version", "variant", "aliases", "status", "macro-F1", "inverted gap", "data", "commit",
+                  title=f"{name}")
+    for v in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
+        table.add_row(str(v.version), v.tags.get("variant", ""), ", ".join(v.aliases), v.tags.get("status", ""),
+                      v.tags.get("normal_macro_f1", "")[:6], v.tags.get("inverted_gap_macro_f1", "")[:7],
+                      v.tags.get("data_version", "")[:10], v.tags.get("git_commit", "")[:8])
+    _console().print(table)
+
+
+@models_app.command("promote")
+def models_promote(name: NameArg, version: VersionArg,
+                   force: Annotated[bool, typer.Option(help="Promote even if the gate refuses.")] = False,
+                   reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "",
+                   params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Make VERSION the champion, through the gate (or past it with --force --reason)."""
+    from longdoc.data.versioning import dvc_data_version
+    from longdoc.promotion import promote
+
+    cfg, uri, client = _registry(params, set_)
+    decision = promote(client, uri, name, version, cfg.registry.champion_alias, reason, force,
+                       dvc_data_version(), cfg.registry.gate)
+    _console().print(f"{name} v{decision.version} is now {cfg.registry.champion_alias} "
+                     f"(previous: v{decision.previous}); {decision.reason}")
+
+
+@models_app.command("gate")
+def models_gate(name: NameArg, version: VersionArg, params: ParamsOpt = Path("params.yaml"),
+                set_: SetOpt = None) -> None:
+    """Apply the promotion gate to VERSION: champion if it passes, challenger with reasons if not."""
+    from longdoc.data.versioning import dvc_data_version
+    from longdoc.promotion import apply_gate, require_version
+
+    cfg, uri, client = _registry(params, set_)
+    require_version(client, name, version)
+    decision = apply_gate(client, uri, name, version, cfg.registry.champion_alias, dvc_data_version(),
+                          cfg.registry.gate)
+    verdict = "promoted" if decision.promoted else "refused (challenger)"
+    _console().print(f"{name} v{version}: {verdict}: {decision.reason}")
+    raise typer.Exit(0 if decision.promoted else 1)
+
+
+@models_app.command("rollback")
+def models_rollback(name: NameArg = "longdoc",
+                    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "",
+                    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Give the champion alias back to the previous champion."""
+    from longdoc.promotion import require_model, rollback
+
+    cfg, uri, client = _registry(params, set_)
+    require_model(client, name)
+    decision = rollback(client, uri, name, cfg.registry.champion_alias, reason)
+    _console().print(f"{name}: {cfg.registry.champion_alias} rolled back from v{decision.previous} "
+                     f"to v{decision.version}")
+
+
+@models_app.command("audit")
+def models_audit(name: NameArg = "longdoc", params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Every change of champion: who, when, why, previous."""
+    from longdoc.promotion import audit_trail, require_model
+
+    _, _, client = _registry(params, set_)
+    require_model(client, name)
+    for entry in audit_trail(client, name):
+        _console().print(entry)
 
 
 def main() -> None:

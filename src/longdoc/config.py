@@ -123,6 +123,15 @@ class LongformerParams(_Section):
 class EvaluateParams(_Section):
     batch_size: int = Field(8, ge=1, description="Documents per inference batch (all their chunks in one call).")
     docs_per_label: int | None = Field(None, ge=1, description="Evaluate on at most N test documents per label.")
+    sweep_docs_per_label: int | None = Field(None, ge=1, description="Documents per label for the position sweep.")
+
+
+class GateParams(_Section):
+    """When a candidate may replace the champion."""
+
+    min_gain: float = Field(0.0, ge=0, description="Required macro-F1 gain over the champion.")
+    max_inverted_gap: float = Field(0.05, description="Largest allowed macro-F1 loss on inverted documents.")
+    require_current_data: bool = Field(True, description="Candidate must be trained on the current data version.")
 
 
 class RegistryParams(_Section):
@@ -130,6 +139,7 @@ class RegistryParams(_Section):
     experiment: str = "longdoc"
     model_name: str = "longdoc"
     champion_alias: str = "champion"
+    gate: GateParams = GateParams()
 
 
 class ServingParams(_Section):
@@ -159,6 +169,8 @@ class GpuParams(_Section):
 class PipelineParams(_Section):
     name: str = "longdoc"
     gpu: GpuParams = GpuParams()
+    parallelism: int = Field(0, ge=0, description="Variants trained at once on a cluster (0: all).")
+    local_parallelism: int = Field(1, ge=0, description="Variants trained at once by `longdoc run` (0: all).")
     image: str = "ghcr.io/longdoc/longdoc:0.1.0"
     pipeline_root: str = "outputs/kfp"
 

@@ -46,15 +46,27 @@ class Predictor:
         return self.model.segments(chunked.input_ids, chunked.windows), len(chunked.windows)
 
     @torch.inference_mode()
-    def predict_proba(self, texts: list[str], batch_size: int = 32) -> tuple[np.ndarray, list[int]]:
-        """Class probabilities [len(texts), n_labels] and the number of chunks of each text."""
-        probs, n_chunks = [], []
-        for start in range(0, len(texts), batch_size):
-            segs = [self._segments(t) for t in texts[start : start + batch_size]]
-            n_chunks.extend(n for _, n in segs)
-            batch = collate([s for s, _ in segs], self.special).to(self.device)
-            probs.append(torch.softmax(self.model(batch).float(), dim=-1).cpu().numpy())
-        return np.concatenate(probs) if probs else np.zeros((0, len(self.labels))), n_chunks
+    def predict_proba(self, texts: list[str], batch_size: int = 8) -> tuple[np.ndarray, list[int]]:
+        """Class probabilities [len(texts), n_labels] and the number of chunks of each text.
+
+        Documents are batched by length so that padding is small, and all chunks of a batch go
+        through the encoder in one call.
+        """
+        segments = [self._segments(t) for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: sum(len(s) for s in segments[i][0]))
+        probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            batch = collate([segments[i][0] for i in rows], self.special).to(self.device)
+            with self._autocast():
+                logits = self.model(batch)
+            probs[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        return probs, [n for _, n in segments]
+
+    def _autocast(self):
+        from contextlib import nullcontext
+
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.startswith("cuda") else nullcontext()
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
         probs, n_chunks = self.predict_proba(texts, batch_size)

@@ -32,3 +32,43 @@ def confusion_png(matrix: np.ndarray, labels: list[str], title: str, path: Path)
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def sweep_png(curves: dict[str, list[float]], positions: tuple[float, ...], title: str, path: Path) -> Path:
+    """Accuracy against where the first paragraph sits, one line per model."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
+    for name, accuracy in curves.items():
+        ax.plot([100 * p for p in positions], accuracy, marker="o", label=name)
+    ax.set_xlabel("position of the first paragraph (% of the document)")
+    ax.set_ylabel("accuracy")
+    ax.set_xticks([100 * p for p in positions])
+    ax.set_ylim(0, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def robustness_png(frame, path: Path) -> Path:
+    """Accuracy on normal, inverted and shuffled documents, one group of bars per model."""
+    plt = _pyplot()
+    views = [("accuracy", "normal"), ("inverted acc", "inverted"), ("shuffled acc", "shuffled")]
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(frame)), 4), dpi=110)
+    width = 0.8 / len(views)
+    for k, (column, label) in enumerate(views):
+        ax.bar([i + k * width for i in range(len(frame))], frame[column].astype(float), width, label=label)
+    ax.set_xticks([i + width for i in range(len(frame))], frame["variant"], rotation=20, ha="right")
+    low = float(frame[[c for c, _ in views]].astype(float).min().min())
+    ax.set_ylim(max(0.0, low - 0.1), 1.0)
+    ax.set_ylabel("test accuracy")
+    ax.legend(fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title("robustness to paragraph order")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

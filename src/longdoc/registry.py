@@ -1,17 +1,15 @@
-"""Registering a trained model in MLflow with its evaluation and lineage, and the first promotion rule.
+"""Registering a trained model in MLflow with its evaluation and lineage.
 
 Every registered version carries as tags: its key metrics, the data version from ``data.dvc``, the
-git commit, a hash of the params and the pipeline run id. Aliases keep no history, so each promotion
-also writes who/when/why/previous champion onto the version it promotes.
+git commit, a hash of the params and the pipeline run id. Whether it becomes champion is decided by
+:mod:`longdoc.promotion`.
 """
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -21,7 +19,8 @@ from longdoc.config import Params
 from longdoc.tracking import artifact_root, resolve_tracking_uri, use_tracking
 
 RUNTIME_REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "pandas", "numpy", "mlflow")
-PROMOTION_METRIC = "normal_macro_f1"
+TAGGED_METRICS = ("normal_accuracy", "normal_macro_f1", "inverted_macro_f1", "inverted_gap_macro_f1",
+                  "shuffled_gap_macro_f1", "normal_ece")
 
 
 @dataclass
@@ -96,11 +95,13 @@ def _log_run_contents(mlflow, params: Params, model_dir: Path, eval_dir: Path, t
 
 
 def register(params: Params, model_dir: Path, eval_dir: Path, train_dir: Path, lineage: Lineage) -> Registration:
-    """Log the run, register a new version, tag it, then apply the promotion rule.
+    """Log the run, register a new version with its metrics and lineage, then apply the promotion gate.
 
     If any step after the version exists fails, the version is deleted and the run marked failed, so
     the registry never holds a version without its metrics and lineage.
     """
+    from longdoc.promotion import apply_gate
+
     uri = resolve_tracking_uri(params.registry.tracking_uri)
     mlflow = use_tracking(uri)
     client = mlflow.MlflowClient()
@@ -111,53 +112,42 @@ def register(params: Params, model_dir: Path, eval_dir: Path, train_dir: Path, l
     with mlflow.start_run(experiment_id=experiment_id, run_name=variant) as run:
         try:
             info, metrics = _log_run_contents(mlflow, params, model_dir, eval_dir, train_dir)
-            mlflow.set_tags({"variant": variant, **_lineage_tags(params, lineage)})
+            mlflow.set_tags({"variant": variant, "kind": "model", **_lineage_tags(params, lineage)})
             version = mlflow.register_model(info.model_uri, name, tags={
-                "variant": variant, PROMOTION_METRIC: f"{metrics[PROMOTION_METRIC]:.6f}",
-                "inverted_gap_macro_f1": f"{metrics['inverted_gap_macro_f1']:.6f}",
+                "variant": variant, **{k: f"{metrics[k]:.6f}" for k in TAGGED_METRICS},
                 **_lineage_tags(params, lineage)})
-            promoted, reason = promote_if_better(client, name, version.version, metrics[PROMOTION_METRIC],
-                                                 params.registry.champion_alias)
+            decision = apply_gate(client, uri, name, str(version.version), params.registry.champion_alias,
+                                  lineage.data_version, params.registry.gate)
         except BaseException:
             if version is not None:
                 client.delete_model_version(name, version.version)
             raise
-    alias = params.registry.champion_alias if promoted else None
-    return Registration(name, str(version.version), run.info.run_id, alias, promoted, reason,
+    alias = params.registry.champion_alias if decision.promoted else None
+    return Registration(name, str(version.version), run.info.run_id, alias, decision.promoted, decision.reason,
                         f"models:/{name}/{version.version}")
+
+
+def log_baseline(params: Params, eval_dir: Path, lineage: Lineage) -> str:
+    """The TF-IDF baseline as its own run (not registered): the bar in the comparison table."""
+    from longdoc.baseline import BASELINE_NAME
+
+    uri = resolve_tracking_uri(params.registry.tracking_uri)
+    mlflow = use_tracking(uri)
+    with mlflow.start_run(experiment_id=_experiment_id(mlflow, params.registry.experiment, uri),
+                          run_name=BASELINE_NAME) as run:
+        metrics = json.loads((eval_dir / "metrics.json").read_text())
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        mlflow.log_params(_flat("", {"data": params.data.model_dump(), "evaluate": params.evaluate.model_dump()}))
+        mlflow.set_tags({"variant": BASELINE_NAME, "kind": "baseline", **_lineage_tags(params, lineage)})
+        for png in sorted(eval_dir.glob("*.png")):
+            mlflow.log_artifact(str(png), artifact_path="evaluation")
+    return run.info.run_id
 
 
 def _lineage_tags(params: Params, lineage: Lineage) -> dict[str, str]:
     return {"data_version": lineage.data_version, "corpus_sha256": lineage.corpus_sha256,
             "git_commit": lineage.git_commit, "params_hash": params_hash(params),
             "pipeline_run_id": lineage.pipeline_run_id}
-
-
-def promote_if_better(client, name: str, version: str, score: float, alias: str) -> tuple[bool, str]:
-    """First promotion rule: champion if there is none, or if macro-F1 beats the champion's."""
-    try:
-        champion = client.get_model_version_by_alias(name, alias)
-    except Exception:  # noqa: BLE001 - MLflow raises a generic RestException when the alias is unset
-        champion = None
-    if champion is not None:
-        best = float(champion.tags.get(PROMOTION_METRIC, "-1"))
-        if score <= best:
-            reason = f"{PROMOTION_METRIC} {score:.4f} does not beat champion v{champion.version} ({best:.4f})"
-            client.set_model_version_tag(name, version, "promotion", f"refused: {reason}")
-            return False, reason
-        reason = f"{PROMOTION_METRIC} {score:.4f} beats champion v{champion.version} ({best:.4f})"
-    else:
-        reason = "no champion yet"
-    set_champion(client, name, version, alias, reason, previous=champion.version if champion else None)
-    return True, reason
-
-
-def set_champion(client, name: str, version: str, alias: str, reason: str, previous: str | None) -> None:
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    client.set_registered_model_alias(name, alias, version)
-    for key, value in {"promotion": f"{alias}: {reason}", "promoted_at": now, "promoted_by": getpass.getuser(),
-                       "previous_champion": previous or ""}.items():
-        client.set_model_version_tag(name, version, key, value)
 
 
 def champion_uri(params: Params) -> str:

@@ -67,9 +67,9 @@ def train(params: Params, variant: str, chunk_dir: Path, out_dir: Path) -> dict:
 
 
 def evaluate(params: Params, model_dir: Path, corpus_dir: Path, out_dir: Path) -> dict:
-    from longdoc.evaluation import evaluate as run_evaluation
+    from longdoc.evaluation import evaluate_model
 
-    return run_evaluation(model_dir, read_validated(corpus_dir), params, out_dir)
+    return evaluate_model(model_dir, read_validated(corpus_dir), params, out_dir)
 
 
 def register(params: Params, train_dir: Path, eval_dir: Path, corpus_dir: Path, data_version: str,
@@ -80,6 +80,31 @@ def register(params: Params, train_dir: Path, eval_dir: Path, corpus_dir: Path, 
     summary = json.loads((corpus_dir / "summary.json").read_text())
     lineage = Lineage(data_version, summary["corpus_sha256"], git_commit, pipeline_run_id)
     return run_register(params, train_dir / "model", eval_dir, train_dir, lineage)
+
+
+def baseline(params: Params, corpus_dir: Path, out_dir: Path, data_version: str, git_commit: str,
+             pipeline_run_id: str = "local") -> str:
+    """Fit and evaluate the TF-IDF baseline, log it to MLflow; returns the run id."""
+    from longdoc.baseline import train_and_evaluate
+    from longdoc.registry import Lineage, log_baseline
+
+    train_and_evaluate(read_validated(corpus_dir), params, out_dir)
+    summary = json.loads((corpus_dir / "summary.json").read_text())
+    return log_baseline(params, out_dir, Lineage(data_version, summary["corpus_sha256"], git_commit,
+                                                  pipeline_run_id))
+
+
+def compare(params: Params, run_ids: list[str], out_dir: Path) -> str:
+    """The comparison table; returns the current champion's version."""
+    from longdoc.comparison import compare as run_compare
+    from longdoc.promotion import current_champion
+    from longdoc.tracking import use_tracking
+
+    frame = run_compare(params, run_ids, out_dir)
+    print(frame.drop(columns=["run_id"]).to_string(index=False))
+    client = use_tracking(params.registry.tracking_uri).MlflowClient()
+    champion = current_champion(client, params.registry.model_name, params.registry.champion_alias)
+    return str(champion.version) if champion is not None else ""
 
 
 def package(params: Params, version: str | None = None):

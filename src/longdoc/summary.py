@@ -1,4 +1,4 @@
-"""The closing summary of ``longdoc run``, read back from the registry so it shows what was stored."""
+"""The closing summary of ``longdoc run``, read back from MLflow so it shows what was stored."""
 
 from __future__ import annotations
 
@@ -7,37 +7,52 @@ from longdoc.data.versioning import dvc_data_version
 from longdoc.tracking import resolve_tracking_uri, use_tracking
 
 
+def latest_bento(name: str) -> str | None:
+    import bentoml
+
+    bentos = sorted(bentoml.bentos.list(name), key=lambda b: b.info.creation_time)
+    return str(bentos[-1].tag) if bentos else None
+
+
 def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> None:
-    """One line per version this run registered, then where everything is and what to run next."""
+    """The comparison of this run's models and baseline, the champion, and what to run next."""
     from rich.console import Console
     from rich.table import Table
+
+    from longdoc.comparison import comparison_frame
 
     mlflow = use_tracking(params.registry.tracking_uri)
     client = mlflow.MlflowClient()
     name = params.registry.model_name
-    versions = [v for v in client.search_model_versions(f"name='{name}'") if v.creation_timestamp >= since_ms]
-    console = Console(soft_wrap=True, width=150)  # no wrapping: the tag and the next command stay copyable
+    experiment = mlflow.get_experiment_by_name(params.registry.experiment)
+    runs = client.search_runs([experiment.experiment_id], f"attributes.start_time >= {since_ms}")
+    runs = [r for r in runs if r.data.tags.get("kind") in ("model", "baseline")]
+    frame = comparison_frame(client, [r.info.run_id for r in runs])
+    versions = {v.run_id: v for v in client.search_model_versions(f"name='{name}'")}
+
+    console = Console(soft_wrap=True, width=160)  # no wrapping: the tag and the next command stay copyable
     console.rule("longdoc run: summary")
-    table = Table("variant", "version", "test acc", "macro-F1", "inverted acc", "inverted macro-F1",
-                  "gap (F1)", "training", "aliases")
-    test_docs = 0
-    for v in sorted(versions, key=lambda v: int(v.version)):
-        m = client.get_run(v.run_id).data.metrics
-        test_docs = int(m.get("test_docs", 0))
-        steps = f"{int(m.get('train_steps', 0))} steps, {m.get('train_train_seconds', 0):.0f} s"
-        table.add_row(v.tags.get("variant", "?"), str(v.version), f"{m['normal_accuracy']:.4f}",
-                      f"{m['normal_macro_f1']:.4f}", f"{m['inverted_accuracy']:.4f}", f"{m['inverted_macro_f1']:.4f}",
-                      f"{m['inverted_gap_macro_f1']:+.4f}", steps, ", ".join(v.aliases) or "-")
+    columns = ["accuracy", "macro-F1", "inverted acc", "inverted gap (acc)", "shuffled gap (acc)", "ECE",
+               "docs/s", "train s"]
+    table = Table("variant", "version", *columns, "gate")
+    for _, row in frame.iterrows():
+        version = versions.get(row["run_id"])
+        cells = [("" if v != v or v is None else (f"{v:.1f}" if c in ("docs/s", "train s") else f"{v:.4f}"))
+                 for c, v in row[columns].items()]
+        gate = version.tags.get("gate", "") if version else "baseline (not registered)"
+        table.add_row(row["variant"], str(version.version) if version else "-", *cells, gate[:60])
     console.print(table)
+    test_docs = int(client.get_run(runs[0].info.run_id).data.metrics.get("test_docs", 0)) if runs else 0
     champion = client.get_model_version_by_alias(name, params.registry.champion_alias)
+    bento = latest_bento("longdoc") or "none"
     rows = [
         ("data version (data.dvc)", dvc_data_version()),
-        ("validation", f"passed; {test_docs} test documents"),
+        ("validation", f"passed; evaluated on {test_docs} test documents"),
         ("champion", f"{name} version {champion.version} ({champion.tags.get('variant', '?')}), "
                      f"models:/{name}@{params.registry.champion_alias}"),
         ("tracking URI", resolve_tracking_uri(params.registry.tracking_uri)),
-        ("Bento", outputs["bento_tag"]),
-        ("next", f"longdoc serve --bento {outputs['bento_tag']}   # or: bentoml serve {outputs['bento_tag']}"),
+        ("Bento", bento),
+        ("next", f"longdoc serve --bento {bento}   # or: bentoml serve {bento}"),
     ]
     width = max(len(key) for key, _ in rows)
     for key, value in rows:

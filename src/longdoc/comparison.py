@@ -1,0 +1,69 @@
+"""One table across variants and the baseline: accuracy beside robustness and speed.
+
+Like Table 1 of the inverted-patents paper, with the inverted and shuffled gaps, calibration and
+evaluation speed in the same row. Read back from MLflow so it shows exactly what was logged; written
+as markdown, CSV and PNGs, and logged to MLflow as its own run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from longdoc.config import Params
+from longdoc.plots import robustness_png, sweep_png
+from longdoc.views import SWEEP, SWEEP_POSITIONS
+
+COLUMNS = {
+    "normal_accuracy": "accuracy", "normal_macro_f1": "macro-F1", "inverted_accuracy": "inverted acc",
+    "inverted_gap_accuracy": "inverted gap (acc)", "shuffled_accuracy": "shuffled acc",
+    "shuffled_gap_accuracy": "shuffled gap (acc)", "normal_ece": "ECE", "docs_per_second": "docs/s",
+    "eval_peak_rss_mb": "peak MB", "train_train_seconds": "train s",
+}
+
+
+def comparison_frame(client, run_ids: list[str]) -> pd.DataFrame:
+    rows = []
+    for run_id in run_ids:
+        run = client.get_run(run_id)
+        m = run.data.metrics
+        row = {"variant": run.data.tags.get("variant", run_id[:8]), "kind": run.data.tags.get("kind", "model"),
+               "run_id": run_id}
+        row.update({label: m.get(key) for key, label in COLUMNS.items()})
+        row.update({f"sweep {v[-3:].lstrip('0') or '0'}%": m.get(f"sweep_accuracy_{v}") for v in SWEEP})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    return frame.sort_values(["kind", "macro-F1"], ascending=[True, False]).reset_index(drop=True)
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    shown = frame.drop(columns=["run_id"]).copy()
+    for col in shown.columns:
+        if shown[col].dtype.kind == "f":
+            digits = 1 if col in ("docs/s", "peak MB", "train s") else 4
+            shown[col] = shown[col].map(lambda v, d=digits: "" if pd.isna(v) else f"{v:.{d}f}")
+    header = "| " + " | ".join(shown.columns) + " |"
+    rule = "|" + "---|" * len(shown.columns)
+    body = ["| " + " | ".join(str(v) for v in row) + " |" for row in shown.itertuples(index=False)]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+def compare(params: Params, run_ids: list[str], out_dir: Path) -> pd.DataFrame:
+    """Write comparison.md/.csv and the robustness plots; log them to MLflow as a 'comparison' run."""
+    from longdoc.tracking import resolve_tracking_uri, use_tracking
+
+    mlflow = use_tracking(resolve_tracking_uri(params.registry.tracking_uri))
+    frame = comparison_frame(mlflow.MlflowClient(), run_ids)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out_dir / "comparison.csv", index=False)
+    (out_dir / "comparison.md").write_text(to_markdown(frame))
+    robustness_png(frame, out_dir / "robustness.png")
+    sweep_png({r["variant"]: [r[f"sweep {v[-3:].lstrip('0') or '0'}%"] for v in SWEEP] for _, r in frame.iterrows()},
+              SWEEP_POSITIONS, "accuracy by position of the first paragraph", out_dir / "position_sweep.png")
+    experiment = mlflow.get_experiment_by_name(params.registry.experiment)
+    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="comparison"):
+        mlflow.set_tags({"kind": "comparison", "runs": ",".join(run_ids)})
+        for name in ("comparison.md", "comparison.csv", "robustness.png", "position_sweep.png"):
+            mlflow.log_artifact(str(out_dir / name))
+    return frame
