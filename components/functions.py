@@ -85,10 +85,13 @@ def baseline(params: dict, data_version: str, git_commit: str, pipeline_run_id: 
 
 
 def compare(params: dict, run_ids: list, baseline_run_id: str, promoted: list, comparison: Output[Dataset],
-            table: Output[Markdown]) -> NamedTuple("Compared", [("decision", str), ("champion_version", str)]):
-    """The comparison table across variants and the baseline, and the gate's verdict for packaging."""
+            table: Output[Markdown]) -> str:
+    """The comparison table across variants and the baseline; returns "package" if the gate promoted one.
+
+    A single (unnamed) output on purpose: kfp's local runner resolves ``dsl.If`` conditions only on
+    outputs called "Output".
+    """
     import shutil
-    from collections import namedtuple
     from pathlib import Path
 
     from longdoc.config import parse_params
@@ -97,19 +100,16 @@ def compare(params: dict, run_ids: list, baseline_run_id: str, promoted: list, c
     cfg = parse_params(params)
     champion = run(cfg, [*run_ids, baseline_run_id], Path(comparison.path))
     shutil.copyfile(Path(comparison.path) / "comparison.md", table.path)
-    decision = "package" if any(promoted) else "keep"
     print(f"gate: {sum(bool(p) for p in promoted)} of {len(promoted)} variants promoted; champion v{champion}")
-    return namedtuple("Compared", ["decision", "champion_version"])(decision, champion)
+    return "package" if any(promoted) else "keep"
 
 
-def package(params: dict, champion_version: str) -> NamedTuple(
-        "Packaged", [("bento_tag", str), ("model_version", str)]):
-    """Package the champion (runs only when the gate promoted a new one)."""
+def package(params: dict) -> NamedTuple("Packaged", [("bento_tag", str), ("model_version", str)]):
+    """Package the champion (the pipeline runs this only when the gate promoted a new one)."""
     from collections import namedtuple
 
     from longdoc.config import parse_params
     from longdoc.stages import package as run
 
-    print(f"packaging champion v{champion_version}")
     packaged = run(parse_params(params))
     return namedtuple("Packaged", ["bento_tag", "model_version"])(packaged.bento_tag, packaged.model_version)

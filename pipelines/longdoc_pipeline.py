@@ -1,7 +1,5 @@
 """validate -> chunk -> per variant (train -> evaluate -> register + gate) -> compare -> [if promoted] package."""
 
-from typing import NamedTuple
-
 from kfp import dsl, kubernetes
 
 from components.factory import build_components
@@ -32,8 +30,7 @@ def make_pipeline(image: str, gpu: GpuParams, name: str = "longdoc", parallelism
                                          "evaluate, register in MLflow through the promotion gate, compare "
                                          "against a TF-IDF baseline, package a new champion as a Bento.")
     def longdoc_pipeline(corpus_path: str, params: dict, variants: list, data_version: str = "untracked",
-                         git_commit: str = "unknown") -> NamedTuple(
-            "Outputs", [("decision", str), ("champion_version", str)]):
+                         git_commit: str = "unknown") -> str:
         validated = c.validate(corpus_path=corpus_path, params=params).set_display_name("validate corpus (GX)")
         corpus = validated.outputs["corpus"]
         chunked = c.chunk(params=params, corpus=corpus).set_display_name("chunk")
@@ -48,12 +45,12 @@ def make_pipeline(image: str, gpu: GpuParams, name: str = "longdoc", parallelism
                                     model=trained.outputs["model"], evaluation=evaluated.outputs["evaluation"])
             registered.set_display_name("register + gate").set_caching_options(False)
         compared = c.compare(params=params, run_ids=dsl.Collected(registered.outputs["run_id"]),
-                             baseline_run_id=base.outputs["Output"], promoted=dsl.Collected(registered.outputs["promoted"]))
+                             baseline_run_id=base.outputs["Output"],
+                             promoted=dsl.Collected(registered.outputs["promoted"]))
         compared.set_display_name("compare variants").set_caching_options(False)
-        with dsl.If(compared.outputs["decision"] == "package", name="new-champion"):
-            packaged = c.package(params=params, champion_version=compared.outputs["champion_version"])
+        with dsl.If(compared.outputs["Output"] == "package", name="new-champion"):
+            packaged = c.package(params=params)
             packaged.set_display_name("package champion (Bento)").set_caching_options(False)
-        outputs = NamedTuple("Outputs", [("decision", str), ("champion_version", str)])
-        return outputs(compared.outputs["decision"], compared.outputs["champion_version"])
+        return compared.outputs["Output"]
 
     return longdoc_pipeline

@@ -43,7 +43,7 @@ def run_local(params: Params) -> dict[str, str]:
     root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     task = pipeline_function(params, params.pipeline.local_parallelism)(**pipeline_arguments(params))
-    return {k: str(v) for k, v in task.outputs.items()}
+    return {"decision": str(task.output)}
 
 
 def submit(params: Params, host: str, experiment: str | None = None) -> str:

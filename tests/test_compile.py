@@ -5,7 +5,7 @@ import yaml
 
 from tests.conftest import cli
 
-TASKS = {"validate", "chunk", "train", "evaluate", "register", "package"}
+COMPONENTS = {"validate", "chunk", "train", "evaluate", "register", "baseline", "compare", "package"}
 
 
 @pytest.fixture(scope="module")
@@ -18,20 +18,28 @@ def compiled(tmp_path_factory):
 
 def test_tasks_and_order(compiled):
     tasks = compiled["root"]["dag"]["tasks"]
-    assert set(tasks) == {"validate", "chunk", "for-loop-1", "package"}
+    assert set(tasks) == {"validate", "chunk", "baseline", "for-loop-1", "compare", "condition-2"}
     assert tasks["chunk"]["dependentTasks"] == ["validate"]
+    assert set(tasks["compare"]["dependentTasks"]) == {"baseline", "for-loop-1"}  # fan-in after every variant
     loop = tasks["for-loop-1"]
     assert loop["taskInfo"]["name"] == "variants"  # dsl.ParallelFor over train.variants
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--variants"
     inner = compiled["components"]["comp-for-loop-1"]["dag"]["tasks"]
     assert set(inner) == {"train", "evaluate", "register"}
     assert set(inner["register"]["dependentTasks"]) == {"train", "evaluate"}
-    assert tasks["package"]["dependentTasks"] == ["for-loop-1"]  # fan-in: after every variant
+
+
+def test_packaging_runs_only_when_the_gate_promoted(compiled):
+    condition = compiled["root"]["dag"]["tasks"]["condition-2"]
+    assert condition["dependentTasks"] == ["compare"]
+    assert condition["triggerPolicy"]["condition"] == \
+        "inputs.parameter_values['pipelinechannel--compare-Output'] == 'package'"
+    assert list(compiled["components"]["comp-condition-2"]["dag"]["tasks"]) == ["package"]
 
 
 def test_every_task_runs_the_project_image_without_pip(compiled):
     executors = compiled["deploymentSpec"]["executors"]
-    assert len(executors) == len(TASKS)
+    assert {name.removeprefix("exec-") for name in executors} == COMPONENTS
     for spec in executors.values():
         container = spec["container"]
         assert container["image"] == "registry.example/longdoc:test"

@@ -53,8 +53,8 @@ def client(run):
 
 def test_summary_names_every_result(run):
     out = run["stdout"]
-    for fragment in ("data version", "validation", "passed", "head", "attention", "inverted", "champion",
-                     "longdoc serve --bento longdoc:"):
+    for fragment in ("data version", "validation", "passed", "head", "attention", "tfidf_logreg", "inverted",
+                     "champion", "longdoc serve --bento longdoc:"):
         assert fragment in out, fragment
 
 
@@ -69,11 +69,26 @@ def test_every_variant_is_registered_and_the_best_is_champion(run, client):
         tags = version.tags
         assert tags["data_version"] == data_dvc
         assert len(tags["git_commit"]) >= 40 and len(tags["params_hash"]) == 16
-        assert tags["pipeline_run_id"] not in ("", "local") and tags["promotion"]
+        assert tags["pipeline_run_id"] not in ("", "local") and tags["gate"].startswith(("passed", "refused"))
         metrics = client.get_run(version.run_id).data.metrics
         assert {"normal_macro_f1", "inverted_macro_f1", "inverted_gap_macro_f1"} <= set(metrics)
         artifacts = {a.path for a in client.list_artifacts(version.run_id, "evaluation")}
         assert {"evaluation/confusion_normal.png", "evaluation/confusion_inverted.png"} <= artifacts
+
+
+def test_comparison_table_and_plots_are_logged(run, client):
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name("longdoc")
+    runs = client.search_runs([experiment.experiment_id], "tags.kind = 'comparison'")
+    assert len(runs) == 1
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert {"comparison.md", "comparison.csv", "robustness.png", "position_sweep.png"} <= artifacts
+    table = Path(client.download_artifacts(runs[0].info.run_id, "comparison.csv"))
+    frame = pd.read_csv(table)
+    assert set(frame["variant"]) == {"head", "attention", "tfidf_logreg"}
+    baseline = frame.set_index("variant").loc["tfidf_logreg"]
+    assert baseline["inverted gap (acc)"] == 0 and baseline["shuffled gap (acc)"] == 0  # bag of words
 
 
 def test_champion_predicts_raw_text_as_evaluated(run, client, small_corpus):
@@ -105,7 +120,8 @@ def test_equal_model_is_not_promoted(run, client):
                    validated, "test-data", "test-commit")
     assert (reg.version, reg.promoted) == ("3", False)
     assert str(client.get_model_version_by_alias("longdoc", "champion").version) == str(champion.version)
-    assert f"does not beat champion v{champion.version}" in client.get_model_version("longdoc", "3").tags["promotion"]
+    tags = client.get_model_version("longdoc", "3").tags
+    assert f"does not beat champion v{champion.version}" in tags["gate"] and tags["status"] == "challenger"
 
 
 def _free_port() -> int:

@@ -285,11 +285,14 @@ def models_list(name: NameArg = "longdoc", params: ParamsOpt = Path("params.yaml
     from longdoc.promotion import require_model
 
     cfg, _, client = _registry(params, set_)
-    require_model(client, name)
+    aliases: dict[str, list[str]] = {}
+    for alias, version in require_model(client, name).aliases.items():
+        aliases.setdefault(str(version), []).append(alias)
     table = Table("version", "variant", "aliases", "status", "macro-F1", "inverted gap", "data", "commit",
                   title=f"{name}")
     for v in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
-        table.add_row(str(v.version), v.tags.get("variant", ""), ", ".join(v.aliases), v.tags.get("status", ""),
+        table.add_row(str(v.version), v.tags.get("variant", ""), ", ".join(aliases.get(str(v.version), [])),
+                      v.tags.get("status", ""),
                       v.tags.get("normal_macro_f1", "")[:6], v.tags.get("inverted_gap_macro_f1", "")[:7],
                       v.tags.get("data_version", "")[:10], v.tags.get("git_commit", "")[:8])
     _console().print(table)

@@ -9,8 +9,12 @@ from longdoc.tracking import resolve_tracking_uri, use_tracking
 
 def latest_bento(name: str) -> str | None:
     import bentoml
+    from bentoml.exceptions import NotFound
 
-    bentos = sorted(bentoml.bentos.list(name), key=lambda b: b.info.creation_time)
+    try:
+        bentos = sorted(bentoml.bentos.list(name), key=lambda b: b.info.creation_time)
+    except NotFound:
+        return None
     return str(bentos[-1].tag) if bentos else None
 
 
