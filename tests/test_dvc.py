@@ -25,8 +25,11 @@ def test_dvc_repro_small_slice(tmp_path, small_corpus):
     shutil.copytree(ROOT / "serving", repo / "serving")
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     for dotted, value in SMALL.items():
-        section, key = dotted.split(".")
-        params[section][key] = value
+        *path, key = dotted.split(".")
+        node = params
+        for part in path:
+            node = node[part]
+        node[key] = value
     params["train"]["variants"] = ["head"]
     params["train"]["overrides"] = {}
     (repo / "params.yaml").write_text(yaml.safe_dump(params))

@@ -78,6 +78,9 @@ class TrainParams(_Section):
         "all", description="Chunks the encoder is trained through (the rest are encoded without gradients).")
     freeze_layers: int = Field(0, ge=0, description="Freeze the embeddings and the first N encoder layers.")
     gradient_checkpointing: bool = False
+    freeze_encoder: bool = Field(False, description="Learned aggregators only: train the head on cached chunk "
+                                                    "vectors of the frozen pretrained encoder.")
+    cache_dir: str = Field("outputs/embedding_cache", description="Where cached chunk vectors are kept.")
     hidden: int = Field(128, ge=8, description="Hidden size of the learned aggregators.")
 
     @field_validator("variants")

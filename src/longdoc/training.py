@@ -134,21 +134,29 @@ def epoch_batches(docs: list[Doc], size: int, seed: int | None) -> list[list[Doc
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
-def make_batch(model: DocumentClassifier, batch_docs: list[Doc], special: SpecialTokens, device: torch.device):
-    batch = collate([model.segments(d.input_ids, d.windows) for d in batch_docs], special)
-    if device.type == "cuda":
-        batch = batch.pin_memory()
-    return batch.to(device)
+def batcher(model: DocumentClassifier, special: SpecialTokens, device: torch.device, cache=None):
+    """Documents -> a SegmentBatch on ``device``: token ids, or cached chunk vectors when given a cache."""
+
+    def make(batch_docs: list[Doc]):
+        if cache is not None:
+            batch = cache.batch([d.id for d in batch_docs])
+        else:
+            batch = collate([model.segments(d.input_ids, d.windows) for d in batch_docs], special)
+        if device.type == "cuda":
+            batch = batch.pin_memory()
+        return batch.to(device)
+
+    return make
 
 
 @torch.inference_mode()
-def predict_docs(model: DocumentClassifier, docs: list[Doc], special: SpecialTokens, device: torch.device,
+def predict_docs(model: DocumentClassifier, docs: list[Doc], make_batch, device: torch.device,
                  batch_size: int) -> list[int]:
     model.eval()
     preds = []
     for batch_docs in epoch_batches(docs, batch_size, None):
         with _autocast(device):
-            preds.extend(model(make_batch(model, batch_docs, special, device)).argmax(-1).tolist())
+            preds.extend(model(make_batch(batch_docs)).argmax(-1).tolist())
     return preds
 
 
@@ -219,7 +227,6 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
     splits, labels = load_docs(chunk_dir)
     if not splits["train"]:
         raise LongdocError("the train split is empty")
-    splits["val"] = limit_per_label(splits["val"], cfg.val_docs_per_label, cfg.seed)
     tokenizer = load_tokenizer(params.encoder.name_or_path)
     special = SpecialTokens.of(tokenizer)
     settings = variant_settings(params, cfg, len(labels))
@@ -229,6 +236,9 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
     freeze_lower_layers(model, cfg.freeze_layers)
     if cfg.gradient_checkpointing:
         model.encoder.backbone.gradient_checkpointing_enable()
+    cache = _embedding_cache(model, splits, special, device, chunk_dir, params, cfg) if cfg.freeze_encoder else None
+    make_batch = batcher(model, special, device, cache)
+    splits["val"] = limit_per_label(splits["val"], cfg.val_docs_per_label, cfg.seed)
     train_model = dist.wrap(model)
 
     per_rank = dist.shard(splits["train"])
@@ -249,7 +259,7 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
         model.train()
         batches = epoch_batches(per_rank, cfg.batch_size, cfg.seed + state.epoch)
         for i in range(state.next_batch, len(batches)):
-            batch = make_batch(model, batches[i], special, device)
+            batch = make_batch(batches[i])
             target = torch.tensor([d.label for d in batches[i]], device=device)
             last_of_step = (i + 1) % cfg.grad_accum == 0 or i + 1 == len(batches)
             with dist.no_sync(train_model, not last_of_step), _autocast(device):
@@ -273,7 +283,7 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
                 break
         epoch_done = state.next_batch >= len(batches)
         if state.step >= total or epoch_done:
-            _end_of_epoch(model, splits["val"], labels, special, device, params, state, out_dir, tokenizer, card,
+            _end_of_epoch(model, splits["val"], labels, make_batch, device, params, state, out_dir, tokenizer, card,
                           dist)
             state.epoch, state.next_batch = state.epoch + 1, 0
         if state.stale >= cfg.patience:
@@ -284,7 +294,8 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
                "epochs_run": state.epoch, "best_val_macro_f1": state.best, "train_seconds": round(seconds, 1),
                "train_tokens_per_second": round((state.tokens - tokens_at_start) * dist.world_size / seconds, 1),
                "labels": labels, "train_docs": len(splits["train"]), "val_docs": len(splits["val"]),
-               "max_steps": total, "freeze_layers": cfg.freeze_layers, "grad_chunks": cfg.grad_chunks}
+               "max_steps": total, "freeze_layers": cfg.freeze_layers, "grad_chunks": cfg.grad_chunks,
+               "embedding_cache": cache.meta if cache is not None else None}
     if dist.is_main:
         (out_dir / "history.json").write_text(json.dumps(state.history, indent=1))
         (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
@@ -292,14 +303,29 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
     return summary
 
 
-def _end_of_epoch(model, val_docs, labels, special, device, params, state: LoopState, out_dir, tokenizer, card,
+def _embedding_cache(model, splits, special, device, chunk_dir: Path, params: Params, cfg: TrainParams):
+    """Freeze the encoder and load (or build once) the chunk vectors of every train and val document."""
+    from longdoc.embedding_cache import load_or_build
+    from longdoc.models import VARIANTS
+    from longdoc.models.base import VectorAggregator
+
+    if not isinstance(model, VectorAggregator):
+        learned = [n for n in VARIANTS if issubclass(variant_class(n), VectorAggregator)]
+        raise LongdocError(f"train.freeze_encoder needs a learned aggregator ({', '.join(learned)}), "
+                           f"not {model.name!r}")
+    model.encoder.requires_grad_(False)
+    return load_or_build(model, splits["train"] + splits["val"], special, device, chunk_dir, Path(cfg.cache_dir),
+                         params.encoder.name_or_path, params.encoder.pooling)
+
+
+def _end_of_epoch(model, val_docs, labels, make_batch, device, params, state: LoopState, out_dir, tokenizer, card,
                   dist: Distributed) -> None:
     """Validate, keep the best weights, count epochs without improvement."""
     if not dist.is_main:
         return
     score = 0.0
     if val_docs:
-        preds = predict_docs(model, val_docs, special, device, params.evaluate.batch_size)
+        preds = predict_docs(model, val_docs, make_batch, device, params.evaluate.batch_size)
         score = classification_metrics([labels[d.label] for d in val_docs], [labels[p] for p in preds],
                                        labels)["macro_f1"]
         if state.history:

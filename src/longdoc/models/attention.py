@@ -13,14 +13,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from longdoc.models.base import ChunkedClassifier, VariantSettings
+from longdoc.models.base import VariantSettings, VectorAggregator
 from longdoc.models.batching import SegmentBatch
 from longdoc.models.encoder import ChunkEncoder
 from longdoc.models.rnn import ChunkLSTM, sequence_summary
 from longdoc.models.segments import gather_at, to_padded
 
 
-class Attention(ChunkedClassifier):
+class Attention(VectorAggregator):
     name = "attention"
 
     def __init__(self, encoder: ChunkEncoder, settings: VariantSettings) -> None:
@@ -49,8 +49,7 @@ class Attention(ChunkedClassifier):
             *_, alpha = self.attend(z, batch)
         return first | (batch.position == alpha.argmax(-1)[batch.doc_index])
 
-    def forward(self, batch: SegmentBatch) -> torch.Tensor:
-        z = self.encode(batch)
+    def head(self, z: torch.Tensor, batch: SegmentBatch) -> torch.Tensor:
         padded, mask, h, alpha = self.attend(z, batch)
         summary = (alpha.unsqueeze(-1) * h).sum(1)
         most_attended = gather_at(padded, alpha.argmax(-1)).float()

@@ -78,6 +78,8 @@ class ChunkedClassifier(DocumentClassifier):
         Gradient stopping (the ATT paper's trick): all chunks are encoded once without autograd, then
         the kept ones again with it, so a 20-chunk document trains in the activation memory of two.
         """
+        if batch.vectors is not None:  # cached by longdoc.embedding_cache: the encoder is frozen
+            return batch.vectors
         if self.settings.grad_chunks == "all" or not self.training or not torch.is_grad_enabled():
             return self.encoder(batch.input_ids, batch.attention_mask)
         with torch.no_grad():
@@ -88,3 +90,18 @@ class ChunkedClassifier(DocumentClassifier):
     def grad_rows(self, z: torch.Tensor, batch: SegmentBatch) -> torch.Tensor:
         """Boolean mask of the segments that train the encoder: each document's first chunk."""
         return batch.position == 0
+
+
+class VectorAggregator(ChunkedClassifier):
+    """Learned aggregators: a trainable head over the chunk vectors.
+
+    Splitting ``forward`` into the encoder and ``head`` is what lets a sweep over aggregators train
+    on cached chunk vectors (:mod:`longdoc.embedding_cache`) instead of re-running the encoder.
+    """
+
+    def forward(self, batch: SegmentBatch) -> torch.Tensor:
+        return self.head(self.encode(batch), batch)
+
+    @abstractmethod
+    def head(self, z: torch.Tensor, batch: SegmentBatch) -> torch.Tensor:
+        """Logits [n_docs, n_labels] from chunk vectors z [segments, dim]."""

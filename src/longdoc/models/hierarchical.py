@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from longdoc.models.base import ChunkedClassifier, VariantSettings
+from longdoc.models.base import VariantSettings, VectorAggregator
 from longdoc.models.batching import SegmentBatch
 from longdoc.models.encoder import ChunkEncoder
 from longdoc.models.segments import to_padded
@@ -14,7 +14,7 @@ LAYERS = 2
 HEADS = 4
 
 
-class Hierarchical(ChunkedClassifier):
+class Hierarchical(VectorAggregator):
     name = "hierarchical"
 
     def __init__(self, encoder: ChunkEncoder, settings: VariantSettings) -> None:
@@ -27,8 +27,7 @@ class Hierarchical(ChunkedClassifier):
         self.dropout = nn.Dropout(settings.dropout)
         self.classifier = nn.Linear(d, settings.n_labels)
 
-    def forward(self, batch: SegmentBatch) -> torch.Tensor:
-        z = self.encode(batch)
+    def head(self, z: torch.Tensor, batch: SegmentBatch) -> torch.Tensor:
         padded, mask = to_padded(z, batch.doc_index, batch.position, batch.n_docs)
         x = padded.float() + self.chunk_position.weight[: padded.size(1)]
         x = self.transformer(x, src_key_padding_mask=~mask)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from longdoc.models.base import ChunkedClassifier, VariantSettings
+from longdoc.models.base import VariantSettings, VectorAggregator
 from longdoc.models.batching import SegmentBatch
 from longdoc.models.encoder import ChunkEncoder
 from longdoc.models.segments import segment_max, segment_mean
 
 
-class MeanPool(ChunkedClassifier):
+class MeanPool(VectorAggregator):
     name = "mean_pool"
     pool = staticmethod(segment_mean)
 
@@ -20,8 +20,7 @@ class MeanPool(ChunkedClassifier):
         self.dropout = nn.Dropout(settings.dropout)
         self.classifier = nn.Linear(encoder.hidden_size, settings.n_labels)
 
-    def forward(self, batch: SegmentBatch) -> torch.Tensor:
-        z = self.encode(batch)
+    def head(self, z: torch.Tensor, batch: SegmentBatch) -> torch.Tensor:
         return self.classifier(self.dropout(self.pool(z, batch.doc_index, batch.n_docs)))
 
 

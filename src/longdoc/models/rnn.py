@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from longdoc.models.base import ChunkedClassifier, VariantSettings
+from longdoc.models.base import VariantSettings, VectorAggregator
 from longdoc.models.batching import SegmentBatch
 from longdoc.models.encoder import ChunkEncoder
 from longdoc.models.segments import gather_at, lengths, to_padded
@@ -38,7 +38,7 @@ def sequence_summary(padded: torch.Tensor, h: torch.Tensor, mask: torch.Tensor) 
     return torch.cat([padded[:, 0].float(), second, last], dim=-1)
 
 
-class RNN(ChunkedClassifier):
+class RNN(VectorAggregator):
     name = "rnn"
 
     def __init__(self, encoder: ChunkEncoder, settings: VariantSettings) -> None:
@@ -47,7 +47,6 @@ class RNN(ChunkedClassifier):
         self.dropout = nn.Dropout(settings.dropout)
         self.classifier = nn.Linear(encoder.hidden_size + 4 * settings.hidden, settings.n_labels)
 
-    def forward(self, batch: SegmentBatch) -> torch.Tensor:
-        z = self.encode(batch)
+    def head(self, z: torch.Tensor, batch: SegmentBatch) -> torch.Tensor:
         padded, mask = to_padded(z, batch.doc_index, batch.position, batch.n_docs)
         return self.classifier(self.dropout(sequence_summary(padded, self.lstm(padded, mask), mask)))
