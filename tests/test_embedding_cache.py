@@ -3,14 +3,15 @@
 import json
 import subprocess
 
+import numpy as np
 import torch
 
 from longdoc.config import parse_params
 from longdoc.embedding_cache import cache_key
 from longdoc.inference import Predictor
 from longdoc.models.batching import SpecialTokens, collate
-from tests.test_training import TINY, _train, chunks  # noqa: F401  (module fixture)
 from tests.conftest import ROOT, set_args
+from tests.test_training import TINY, _train, chunks  # noqa: F401  (module fixture)
 
 
 def _cached(chunks, out, variant, cache_dir):
@@ -42,7 +43,7 @@ def test_cached_vectors_are_the_encoders_and_the_saved_model_serves_raw_text(chu
     with torch.no_grad():
         batch = collate([segments], SpecialTokens.of(predictor.tokenizer))
         expected = predictor.model.encoder(batch.input_ids, batch.attention_mask)
-    stored = torch.tensor(list(frame[frame["id"] == doc.id].sort_values("chunk")["vector"]))
+    stored = torch.from_numpy(np.stack(frame[frame["id"] == doc.id].sort_values("chunk")["vector"].to_numpy()))
     assert torch.allclose(stored, expected, atol=1e-5)
     text = pd.read_json(small_corpus, lines=True)["text"][0]
     assert predictor.predict([text])[0].label in predictor.labels

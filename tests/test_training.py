@@ -12,7 +12,7 @@ from tests.conftest import BIN, ROOT, cli, set_args
 
 TINY = {"data.sample_per_label": 8, "chunking.chunk_tokens": 32, "chunking.overlap": 4,
         "chunking.sentence_slack": 8, "train.batch_size": 4, "train.epochs": 1, "train.max_steps": 8,
-        "train.checkpoint_every": 2, "train.max_chunks": 4, "train.device": "cpu"}
+        "train.checkpoint_every": 2, "train.max_chunks": 4, "train.device": "cpu", "train.overrides": {}}
 
 
 @pytest.fixture(scope="module")
