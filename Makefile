@@ -12,7 +12,7 @@ export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-fast lint data compile serve bench clean
+.PHONY: setup run test test-fast lint data compile serve bench clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,13 @@ data: data/corpus.jsonl
 run: setup data
 	longdoc run
 
-test: setup
+# The browser test drives Debian's chromium (no browser download); install it where we can.
+chromium:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium not installed: the web page test will be skipped"
+
+test: setup chromium
 	pytest
 
 test-fast: setup
@@ -44,6 +50,9 @@ compile: setup
 
 serve: setup
 	longdoc serve
+
+bench: setup data
+	python -m bench.run
 
 clean:
 	rm -rf outputs mlruns.db mlartifacts .pytest_cache

@@ -1,38 +1,82 @@
 """The BentoML service: a thin adapter over the champion MLflow model.
 
 All prediction logic is in the model (``longdoc.pyfunc`` -> ``longdoc.inference``); this file only
-declares the HTTP surface and validates input, so a client's mistake is a 4xx with a reason.
+declares the HTTP surface and validates input, so a client's mistake is a 4xx with a reason and a
+huge document is refused before it reaches the model.
 """
 
 from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from typing import Annotated
 
 import bentoml
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse
 from pydantic import Field
 
 MODEL_TAG = os.environ.get("LONGDOC_BENTO_MODEL", "longdoc-classifier:latest")
 MAX_CHARS = int(os.environ.get("LONGDOC_MAX_CHARS", "200000"))
+MAX_BATCH = int(os.environ.get("LONGDOC_MAX_BATCH", "64"))
+QUANTIZE = os.environ.get("LONGDOC_QUANTIZE", "0").lower() in ("1", "true", "yes")
+PAGE = Path(__file__).with_name("static") / "index.html"
 
 Text = Annotated[str, Field(min_length=1, max_length=MAX_CHARS, pattern=r"\S",
                             description="The document's raw text; paragraphs separated by blank lines.")]
 
+web = FastAPI(title="longdoc pages")
 
-@bentoml.service(name="longdoc", traffic={"timeout": 120})
+
+@bentoml.service(name="longdoc", traffic={"timeout": 120, "max_concurrency": 64})
+@bentoml.asgi_app(web, path="/")
 class LongdocService:
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
 
     def __init__(self) -> None:
         self.model = bentoml.mlflow.load_model(self.bento_model)
-        self.labels = dict(self.bento_model.info.labels)
+        self.predictor = self.model.unwrap_python_model().predictor
+        if QUANTIZE:
+            self.predictor.quantize()
+        self.info = dict(self.bento_model.info.labels)
+
+    def _reply(self, prediction, started: float) -> dict:
+        return {"label": prediction.label, "probabilities": prediction.probabilities, "n_chunks": prediction.n_chunks,
+                "model": self.info.get("model_name"), "version": self.info.get("model_version"),
+                "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
     @bentoml.api(route="/classify")
     def classify(self, text: Text) -> dict:
+        """One document: label, class probabilities, chunks read, model version, latency."""
         started = time.perf_counter()
-        row = self.model.predict({"text": [text]}).iloc[0]
-        probabilities = {k.removeprefix("prob_"): float(v) for k, v in row.items() if k.startswith("prob_")}
-        return {"label": row["label"], "probabilities": probabilities, "n_chunks": int(row["n_chunks"]),
-                "model": self.labels.get("model_name"), "version": self.labels.get("model_version"),
+        return self._reply(self.predictor.predict([text])[0], started)
+
+    @bentoml.api(route="/classify_batch", batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=500)
+    def classify_batch(self, texts: list[Text]) -> list[dict]:
+        """Many documents; concurrent requests are merged into one batch (adaptive batching)."""
+        started = time.perf_counter()
+        return [self._reply(p, started) for p in self.predictor.predict(texts, batch_size=16)]
+
+    @bentoml.api(route="/explain")
+    def explain(self, text: Text) -> dict:
+        """Per-chunk scores and weights (attention where the variant has it), with character offsets."""
+        started = time.perf_counter()
+        explanation = self.predictor.explain(text)
+        return {**explanation, "model": self.info.get("model_name"), "version": self.info.get("model_version"),
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+    @web.get("/metadata")
+    def metadata(self) -> dict:
+        """What is being served and where it came from."""
+        card = self.predictor.card
+        return {"model": self.info.get("model_name"), "version": self.info.get("model_version"),
+                "alias": self.info.get("alias"), "variant": card.variant, "data_version": self.info.get("data_version"),
+                "labels": card.labels, "chunk_tokens": card.chunking.chunk_tokens, "max_chars": MAX_CHARS,
+                "quantized": QUANTIZE,
+                "bento_model": str(self.bento_model.tag)}
+
+    @web.get("/ui", response_class=HTMLResponse)
+    def page(self) -> str:
+        """Paste or upload a document; see the label and the chunks shaded by weight."""
+        return PAGE.read_text()

@@ -75,3 +75,24 @@ def tokenizer():
 def stores(tmp_path) -> dict[str, str]:
     """Environment for an isolated MLflow SQLite store and BentoML home."""
     return {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns.db'}", "BENTOML_HOME": str(tmp_path / "bentoml")}
+
+
+TINY = {"data.sample_per_label": 8, "chunking.chunk_tokens": 32, "chunking.overlap": 4,
+        "chunking.sentence_slack": 8, "train.batch_size": 4, "train.epochs": 1, "train.max_steps": 8,
+        "train.checkpoint_every": 2, "train.max_chunks": 4, "train.device": "cpu", "train.overrides": {}}
+
+
+@pytest.fixture(scope="module")
+def tiny_chunks(tmp_path_factory, small_corpus):
+    """Validated and chunked tiny slice (32-token windows), and the CLI arguments that made it."""
+    tmp = tmp_path_factory.mktemp("chunks")
+    args = set_args({**TINY, "data.corpus": str(small_corpus)})
+    assert cli("validate", *args, "--out", str(tmp / "v")).returncode == 0
+    done = cli("chunk", *args, "--corpus", str(tmp / "v"), "--out", str(tmp / "c"))
+    assert done.returncode == 0, done.stderr
+    return tmp / "c", args
+
+
+def train_command(tiny_chunks, out, variant="chunk_mean") -> list[str]:
+    chunk_dir, args = tiny_chunks
+    return [str(BIN / "longdoc"), "train", *args, "--variant", variant, "--chunks", str(chunk_dir), "--out", str(out)]

@@ -124,6 +124,9 @@ def test_equal_model_is_not_promoted(run, client):
     assert f"does not beat champion v{champion.version}" in tags["gate"] and tags["status"] == "challenger"
 
 
+MAX_CHARS = 20_000
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -133,7 +136,8 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def service(run):
     port = _free_port()
-    env = {**os.environ, **run["env"], "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env = {**os.environ, **run["env"], "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+           "LONGDOC_MAX_CHARS": str(MAX_CHARS)}
     proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "longdoc:latest", "--host", "127.0.0.1", "--port",
                              str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -166,7 +170,8 @@ def test_service_classifies(service, small_corpus):
 
 
 @pytest.mark.parametrize("payload", [b"", b"{}", b'{"text": ""}', b'{"text": "  \\n "}', b'{"text": 3}',
-                                     b'{"text": '])
+                                     b'{"text": ', b'{"text": "caf\xff"}', b'{"text": null}', b'["text"]',
+                                     b'{"text": "' + b"long " * (MAX_CHARS // 5 + 1) + b'"}'])
 def test_service_refuses_bad_input_with_4xx(service, payload):
     reply = requests.post(f"{service}/classify", data=payload, headers={"content-type": "application/json"},
                           timeout=30)
@@ -186,3 +191,107 @@ def test_failing_validation_stops_the_run_before_training(tmp_path, small_corpus
     assert not list((tmp_path / "k").rglob("chunks.parquet"))  # chunk/train never ran
     reports = list((tmp_path / "k").rglob("validation.md"))
     assert reports and "FAILED" in reports[0].read_text()
+
+
+def test_service_classifies_a_batch(service, small_corpus):
+    texts = pd.read_json(small_corpus, lines=True)["text"].iloc[:3].tolist()
+    reply = requests.post(f"{service}/classify_batch", json={"texts": texts}, timeout=120)
+    assert reply.status_code == 200, reply.text
+    single = [requests.post(f"{service}/classify", json={"text": t}, timeout=60).json()["label"] for t in texts]
+    assert [r["label"] for r in reply.json()] == single
+
+
+def test_batch_with_one_bad_document_is_refused(service):
+    reply = requests.post(f"{service}/classify_batch", json={"texts": ["A fine text.", "   "]}, timeout=30)
+    assert reply.status_code == 400
+
+
+def test_explain_gives_weighted_chunks_with_offsets(service, small_corpus):
+    text = pd.read_json(small_corpus, lines=True)["text"].iloc[0]
+    body = requests.post(f"{service}/explain", json={"text": text}, timeout=60).json()
+    chunks = body["chunks"]
+    assert chunks and abs(sum(c["weight"] for c in chunks) - 1) < 1e-4
+    for c in chunks:
+        for start, end in c["char_spans"]:
+            assert 0 <= start < end <= len(text)
+        assert abs(sum(c["probabilities"].values()) - 1) < 1e-4
+    assert [c["index"] for c in chunks] == list(range(len(chunks)))
+    assert body["label"] in body["probabilities"]
+
+
+def test_metadata_health_and_page(service, client):
+    meta = requests.get(f"{service}/metadata", timeout=10).json()
+    champion = client.get_model_version_by_alias("longdoc", "champion")
+    assert (meta["version"], meta["variant"]) == (str(champion.version), champion.tags["variant"])
+    assert meta["labels"] == sorted(meta["labels"]) and meta["max_chars"] == MAX_CHARS
+    assert meta["data_version"] == champion.tags["data_version"]
+    for path in ("/livez", "/readyz"):
+        assert requests.get(f"{service}{path}", timeout=10).status_code == 200
+    page = requests.get(f"{service}/ui", timeout=10)
+    assert page.status_code == 200 and "<textarea" in page.text
+
+
+def test_bounded_load_has_no_5xx_and_drops_nothing(service, small_corpus):
+    from bench.load import run_load
+
+    texts = pd.read_json(small_corpus, lines=True)["text"].tolist()
+    report = run_load(service, texts, n_requests=48, concurrency=8)
+    assert report["ok"] == 48 and report["server_errors"] == report["dropped"] == 0
+    assert report["p99_ms"] >= report["p50_ms"] > 0
+
+
+def test_fuzzed_requests_never_get_a_5xx(service):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text()
+    json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
+                               | st.dictionaries(st.text(), inner, max_size=3), max_leaves=6)
+    bodies = (st.binary(max_size=200) | json_values.map(lambda v: json.dumps(v).encode())
+              | st.dictionaries(st.sampled_from(["text", "texts", "x"]), json_values, max_size=2).map(
+                  lambda v: json.dumps(v).encode()))
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(body=bodies, route=st.sampled_from(["/classify", "/explain", "/classify_batch"]))
+    def check(body, route):
+        reply = requests.post(f"{service}{route}", data=body, headers={"content-type": "application/json"},
+                              timeout=60)
+        assert reply.status_code < 500, (route, body, reply.status_code, reply.text[:300])
+
+    check()
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def test_web_page_in_headless_chromium(service, small_corpus):
+    """Paste a document, classify, see the label and shaded chunks; the screenshot is kept."""
+    if not CHROMIUM.exists():
+        assert not os.environ.get("CI"), "CI must have Debian's chromium (make test installs it)"
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    from playwright.sync_api import sync_playwright
+
+    text = pd.read_json(small_corpus, lines=True)["text"].iloc[1]
+    shot = ROOT / "test-artifacts" / "ui.png"
+    shot.parent.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
+        page = browser.new_page(viewport={"width": 1100, "height": 1400})
+        page.goto(f"{service}/ui")
+        page.fill("#text", text)
+        page.click("#go")
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        label = page.inner_text("#label")
+        marks = page.locator("#doc mark").count()
+        page.screenshot(path=str(shot), full_page=True)
+        page.fill("#text", "   ")
+        page.click("#go")
+        page.wait_for_function("document.getElementById('error').textContent.length > 0", timeout=30_000)
+        refusal = page.inner_text("#error")
+        browser.close()
+    expected = requests.post(f"{service}/classify", json={"text": text}, timeout=60).json()["label"]
+    assert label == expected and marks >= 1
+    assert refusal.startswith("Refused (400)")
+    assert shot.stat().st_size > 10_000

@@ -4,37 +4,18 @@ import signal
 import subprocess
 import time
 
-import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import BIN, ROOT, cli, set_args
-
-TINY = {"data.sample_per_label": 8, "chunking.chunk_tokens": 32, "chunking.overlap": 4,
-        "chunking.sentence_slack": 8, "train.batch_size": 4, "train.epochs": 1, "train.max_steps": 8,
-        "train.checkpoint_every": 2, "train.max_chunks": 4, "train.device": "cpu", "train.overrides": {}}
+from tests.conftest import ROOT, set_args, train_command
 
 
-@pytest.fixture(scope="module")
-def chunks(tmp_path_factory, small_corpus):
-    tmp = tmp_path_factory.mktemp("chunks")
-    args = set_args({**TINY, "data.corpus": str(small_corpus)})
-    assert cli("validate", *args, "--out", str(tmp / "v")).returncode == 0
-    done = cli("chunk", *args, "--corpus", str(tmp / "v"), "--out", str(tmp / "c"))
-    assert done.returncode == 0, done.stderr
-    return tmp / "c", args
-
-
-def _train(chunks, out, variant="chunk_mean"):
-    chunk_dir, args = chunks
-    return [str(BIN / "longdoc"), "train", *args, "--variant", variant, "--chunks", str(chunk_dir), "--out", str(out)]
-
-
-def test_resume_after_kill_reaches_the_same_weights(chunks, tmp_path):
-    straight = subprocess.run(_train(chunks, tmp_path / "straight"), cwd=ROOT, capture_output=True, text=True)
+def test_resume_after_kill_reaches_the_same_weights(tiny_chunks, tmp_path):
+    straight = subprocess.run(train_command(tiny_chunks, tmp_path / "straight"), cwd=ROOT, capture_output=True,
+                              text=True)
     assert straight.returncode == 0, straight.stderr[-2000:]
 
-    proc = subprocess.Popen(_train(chunks, tmp_path / "killed"), cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(train_command(tiny_chunks, tmp_path / "killed"), cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     deadline = time.time() + 300
     while not list((tmp_path / "killed").glob("checkpoints/step-*/trainer_state.pt")):
@@ -44,7 +25,8 @@ def test_resume_after_kill_reaches_the_same_weights(chunks, tmp_path):
     proc.wait()
     assert not (tmp_path / "killed" / "train_summary.json").exists()
 
-    resumed = subprocess.run(_train(chunks, tmp_path / "killed"), cwd=ROOT, capture_output=True, text=True)
+    resumed = subprocess.run(train_command(tiny_chunks, tmp_path / "killed"), cwd=ROOT, capture_output=True,
+                             text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming chunk_mean from" in resumed.stdout + resumed.stderr
     a = load_file(tmp_path / "straight" / "model" / "model.safetensors")
@@ -53,9 +35,9 @@ def test_resume_after_kill_reaches_the_same_weights(chunks, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_training_learns_and_reports_throughput(chunks, tmp_path):
-    longer = [*_train(chunks, tmp_path / "head", "head"), *set_args({"train.epochs": 3, "train.max_steps": 24,
-                                                                      "train.lr": 2e-4, "train.patience": 3})]
+def test_training_learns_and_reports_throughput(tiny_chunks, tmp_path):
+    longer = [*train_command(tiny_chunks, tmp_path / "head", "head"),
+              *set_args({"train.epochs": 3, "train.max_steps": 24, "train.lr": 2e-4, "train.patience": 3})]
     done = subprocess.run(longer, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     import json

@@ -262,6 +262,8 @@ def serve(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     cfg = _params(params, set_)
     args = [sys.executable, "-m", "bentoml", "serve", bento, "--host", cfg.serving.host,
             "--port", str(port or cfg.serving.port)]
+    os.environ.update({"LONGDOC_MAX_CHARS": str(cfg.serving.max_chars),
+                       "LONGDOC_QUANTIZE": "1" if cfg.serving.quantize else "0"})
     os.execv(sys.executable, args)
 
 

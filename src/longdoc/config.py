@@ -151,6 +151,7 @@ class ServingParams(_Section):
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=1, le=65535)
     max_chars: int = Field(200_000, ge=100, description="Longest text the service accepts.")
+    quantize: bool = Field(False, description="int8 dynamic quantization of Linear layers when serving on CPU.")
 
 
 class Toleration(_Section):

@@ -37,6 +37,14 @@ class Predictor:
         model, tokenizer, card = load_classifier(model_dir)
         return cls(model, tokenizer, card, device)
 
+    def quantize(self) -> Predictor:
+        """int8 dynamic quantization of the Linear layers (CPU serving); its accuracy cost is in bench/."""
+        from torch import nn
+
+        self.model = torch.ao.quantization.quantize_dynamic(self.model.cpu(), {nn.Linear}, dtype=torch.qint8)
+        self.device = "cpu"
+        return self
+
     @property
     def labels(self) -> list[str]:
         return self.card.labels
@@ -67,6 +75,34 @@ class Predictor:
         from contextlib import nullcontext
 
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.startswith("cuda") else nullcontext()
+
+    @torch.inference_mode()
+    def explain(self, text: str) -> dict:
+        """Which parts of the text the model read, and how much each decided the prediction.
+
+        For every segment: its character spans in ``text``, the class probabilities the model gives
+        that segment read alone, and its weight: the attention weight for variants that have one
+        (ATT), otherwise the segment's normalised support for the predicted class.
+        """
+        chunked = chunk_document(text, self.tokenizer, self.card.chunking)
+        spans = self.model.segment_spans(len(chunked.input_ids), chunked.windows)
+        segments = self.model.segments(chunked.input_ids, chunked.windows)
+        whole = collate([segments], self.special).to(self.device)
+        probs = torch.softmax(self.model(whole).float(), -1)[0]
+        predicted = int(probs.argmax())
+        alone = torch.softmax(self.model(collate([[s] for s in segments], self.special).to(self.device)).float(), -1)
+        weights = self.model.chunk_weights(whole)
+        if weights is None:
+            support = alone[:, predicted]
+            weights = [(support / support.sum().clamp(min=1e-9)).tolist()]
+        chunks = []
+        for index, (segment_spans, p, w) in enumerate(zip(spans, alone.cpu().numpy(), weights[0], strict=True)):
+            char_spans = [list(chunked.char_span(s)) for s in segment_spans if s.end > s.start]
+            chunks.append({"index": index, "char_spans": char_spans, "weight": float(w),
+                           "probabilities": dict(zip(self.labels, map(float, p), strict=True))})
+        weights_from = "attention" if self.card.variant == "attention" else "segment support"
+        return {"label": self.labels[predicted], "variant": self.card.variant, "weights_from": weights_from,
+                "probabilities": dict(zip(self.labels, map(float, probs), strict=True)), "chunks": chunks}
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
         probs, n_chunks = self.predict_proba(texts, batch_size)

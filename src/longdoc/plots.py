@@ -72,3 +72,24 @@ def robustness_png(frame, path: Path) -> Path:
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def scaling_png(rows: list[dict], path: Path) -> Path:
+    """Seconds against document length (log-log), one line per method and pass."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110, sharey=False)
+    for ax, kind in zip(axes, ("forward", "forward+backward"), strict=True):
+        for method in dict.fromkeys(r["method"] for r in rows):
+            pts = [(r["tokens"], r["median_s"]) for r in rows if r["method"] == method and r["pass"] == kind]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("document length (tokens)")
+        ax.set_ylabel("seconds per document")
+        ax.set_title(kind)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -49,8 +49,13 @@ class DocumentClassifier(nn.Module):
         return ChunkEncoder.pretrained(name_or_path, pooling)
 
     @abstractmethod
+    def segment_spans(self, n_tokens: int, windows: list[Window]) -> list[list[Window]]:
+        """What this variant reads of a document: segments, each made of one or more token spans."""
+
     def segments(self, input_ids: list[int], windows: list[Window]) -> list[list[int]]:
-        """The token spans of one document this variant reads."""
+        """The token ids of each segment (what goes through the encoder)."""
+        return [[t for w in spans for t in input_ids[w.start : w.end]]
+                for spans in self.segment_spans(len(input_ids), windows)]
 
     @abstractmethod
     def forward(self, batch: SegmentBatch) -> torch.Tensor:
@@ -68,8 +73,8 @@ class DocumentClassifier(nn.Module):
 class ChunkedClassifier(DocumentClassifier):
     """Reads every window (at most ``max_chunks``, evenly spread) and encodes them in one call."""
 
-    def segments(self, input_ids: list[int], windows: list[Window]) -> list[list[int]]:
-        return [input_ids[w.start : w.end] for w in select_windows(windows, self.settings.max_chunks)]
+    def segment_spans(self, n_tokens: int, windows: list[Window]) -> list[list[Window]]:
+        return [[w] for w in select_windows(windows, self.settings.max_chunks)]
 
     def encode(self, batch: SegmentBatch) -> torch.Tensor:
         """Chunk vectors [segments, dim]; in training, gradients flow only through the chunks

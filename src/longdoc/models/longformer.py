@@ -86,8 +86,8 @@ class Longformer(DocumentClassifier):
             backbone = longformer_from_encoder(backbone, settings.max_tokens, settings.attention_window)
         return ChunkEncoder(backbone, pooling)
 
-    def segments(self, input_ids: list[int], windows: list[Window]) -> list[list[int]]:
-        return [input_ids[: self.settings.max_tokens - 2]]
+    def segment_spans(self, n_tokens: int, windows: list[Window]) -> list[list[Window]]:
+        return [[Window(0, min(n_tokens, self.settings.max_tokens - 2))]]
 
     def forward(self, batch: SegmentBatch) -> torch.Tensor:
         global_mask = torch.zeros_like(batch.attention_mask)

