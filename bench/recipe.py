@@ -1,8 +1,9 @@
 """longdoc's inference path against the usual tutorial recipe for chunked BERT, same encoder, same documents.
 
 The recipe: one encoder call per chunk, batch size 1, every chunk padded to the full window, windows
-overlapping by 128 tokens at 510 (the same share at other windows), autograd left on. longdoc: all chunks of a batch of documents in
-one call, batched by length, no padding beyond the longest chunk, ``torch.inference_mode``.
+overlapping by 128 tokens at 510 (the same share at other windows), autograd left on. longdoc: all
+chunks of a batch of documents in one call, batched by length, no padding beyond the longest chunk,
+``torch.inference_mode``.
 """
 
 from __future__ import annotations

@@ -128,12 +128,37 @@ def bench_quantization(texts, tiny: bool) -> dict:
     return result
 
 
+def bench_cache(corpus_path: Path, tiny: bool) -> dict:
+    import tempfile
+
+    from bench import cache_sweep
+    from longdoc.data.demo import load_bbc
+    from longdoc.data.splits import sample_per_label
+
+    frame = read_corpus(corpus_path) if corpus_path.is_file() else load_bbc()[0]
+    frame = sample_per_label(frame, 4 if tiny else 30, 13)
+    with tempfile.TemporaryDirectory() as work:
+        result = cache_sweep.run(frame, Path(work), tiny)
+    common.write("embedding_cache", result)
+    return result
+
+
+def bench_serving(texts, tiny: bool) -> dict:
+    """Latency of one ~2,000-token document, batch throughput and a bounded load test, on loopback."""
+    from bench.serving import run as run_serving
+
+    result = run_serving(texts, tiny)
+    common.write("serving", result)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="smallest sizes: checks the suite runs")
     parser.add_argument("--corpus", type=Path, default=Path("data/corpus.jsonl"))
     parser.add_argument("--out", type=Path, default=common.RESULTS)
-    parser.add_argument("--only", nargs="*", default=None, help="recipe hardware scaling quantization")
+    parser.add_argument("--only", nargs="*", default=None,
+                        help="recipe hardware scaling quantization cache serving")
     args = parser.parse_args()
     common.RESULTS = args.out
     from longdoc.models.encoder import load_tokenizer
@@ -144,7 +169,9 @@ def main() -> None:
     sections = {"recipe": lambda: bench_recipe(texts, tokenizer, args.tiny),
                 "hardware": lambda: bench_hardware(texts, tokenizer, args.tiny),
                 "scaling": lambda: bench_scaling(texts, tokenizer, args.tiny),
-                "quantization": lambda: bench_quantization(texts, args.tiny)}
+                "quantization": lambda: bench_quantization(texts, args.tiny),
+                "cache": lambda: bench_cache(args.corpus, args.tiny),
+                "serving": lambda: bench_serving(texts, args.tiny)}
     summary = {}
     for name, section in sections.items():
         if args.only and name not in args.only:

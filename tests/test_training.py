@@ -4,6 +4,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -49,3 +50,17 @@ def test_training_learns_and_reports_throughput(tiny_chunks, tmp_path):
     last = [h["loss"] for h in history if h["epoch"] == 2]
     assert sum(last) / len(last) < 0.8 * sum(first) / len(first)
     assert summary["best_val_macro_f1"] > 0.2  # five classes: chance is 0.2
+
+
+def test_zero_labels_is_refused_before_any_model_is_built(tmp_path):
+    import pandas as pd
+
+    from longdoc.errors import LongdocError
+    from longdoc.training import load_docs
+
+    pd.DataFrame([{"id": "a", "label": "x", "split": "test", "input_ids": [1, 2]}]).to_parquet(
+        tmp_path / "documents.parquet")
+    pd.DataFrame([{"id": "a", "chunk": 0, "start": 0, "end": 2, "char_start": 0, "char_end": 3}]).to_parquet(
+        tmp_path / "chunks.parquet")
+    with pytest.raises(LongdocError, match="the train split has no labels"):
+        load_docs(tmp_path)
