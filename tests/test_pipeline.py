@@ -138,9 +138,9 @@ def service(run):
     port = _free_port()
     env = {**os.environ, **run["env"], "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
            "LONGDOC_MAX_CHARS": str(MAX_CHARS)}
+    log = (run["tmp"] / "serve.log").open("w")  # a file, not a pipe: an unread pipe fills and blocks the server
     proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "longdoc:latest", "--host", "127.0.0.1", "--port",
-                             str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+                             str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(180):
@@ -149,7 +149,7 @@ def service(run):
                     break
             except requests.RequestException:
                 pass
-            assert proc.poll() is None, proc.stdout.read().decode()[-3000:]
+            assert proc.poll() is None, (run["tmp"] / "serve.log").read_text()[-3000:]
             time.sleep(0.5)
         else:
             pytest.fail("bentoml serve did not become ready")
@@ -157,6 +157,7 @@ def service(run):
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=30)
+        log.close()
 
 
 def test_service_classifies(service, small_corpus):
