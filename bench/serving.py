@@ -13,17 +13,7 @@ import time
 import requests
 
 from bench.load import run_load
-
-
-def _bento() -> str | None:
-    import bentoml
-    from bentoml.exceptions import NotFound
-
-    try:
-        bentos = sorted(bentoml.bentos.list("longdoc"), key=lambda b: b.info.creation_time)
-    except NotFound:
-        return None
-    return str(bentos[-1].tag) if bentos else None
+from longdoc.summary import latest_bento
 
 
 def _serve(tag: str, env: dict) -> tuple[subprocess.Popen, str]:
@@ -76,7 +66,7 @@ def _measure(url: str, texts: list[str], tiny: bool) -> dict:
 
 
 def run(texts: list[str], tiny: bool) -> dict:
-    tag = _bento()
+    tag = latest_bento("longdoc")
     if tag is None:
         return {"status": "not run: no longdoc Bento in the store (run `make run` first)"}
     result = {"bento": tag}

@@ -150,10 +150,6 @@ def _lineage_tags(params: Params, lineage: Lineage) -> dict[str, str]:
             "pipeline_run_id": lineage.pipeline_run_id}
 
 
-def champion_uri(params: Params) -> str:
-    return f"models:/{params.registry.model_name}@{params.registry.champion_alias}"
-
-
 def registration_json(reg: Registration) -> str:
     return json.dumps(asdict(reg), indent=2)
 
