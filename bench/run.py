@@ -143,6 +143,38 @@ def bench_cache(corpus_path: Path, tiny: bool) -> dict:
     return result
 
 
+def bench_training(corpus_path: Path, tiny: bool) -> dict:
+    """Training tokens/s per variant over a fixed number of steps (the real loop, CPU demo settings)."""
+    import tempfile
+
+    from longdoc.chunking import chunk_corpus
+    from longdoc.config import parse_params
+    from longdoc.data.demo import load_bbc
+    from longdoc.data.splits import assign_splits, sample_per_label
+    from longdoc.models.encoder import load_tokenizer
+    from longdoc.training import train
+
+    steps = 2 if tiny else 8
+    variants = ("head", "chunk_mean", "attention", "longformer")
+    frame = read_corpus(corpus_path) if corpus_path.is_file() else load_bbc()[0]
+    params = parse_params({"longformer": {"max_tokens": 1024, "attention_window": 128},
+                           "train": {"variants": list(variants), "max_steps": steps, "batch_size": 8,
+                                     "max_chunks": 8, "device": "cpu", "checkpoint_every": 10_000,
+                                     "val_docs_per_label": 1}})
+    corpus = assign_splits(sample_per_label(frame, 4 if tiny else 20, 13), params.data)
+    rows = {}
+    with tempfile.TemporaryDirectory() as work:
+        chunk_corpus(corpus, load_tokenizer(params.encoder.name_or_path), params.chunking, Path(work) / "c")
+        for name in variants:
+            summary = train(Path(work) / "c", params, name, Path(work) / name, resume=False)
+            rows[name] = {"steps": summary["steps"], "tokens_per_s": summary["train_tokens_per_second"],
+                          "seconds": summary["train_seconds"]}
+    result = {"steps": steps, "batch_docs": 8, "note": "all encoder layers trained; seconds include one "
+              "validation pass", "variants": rows, "gpu": "not run: no GPU on this machine"}
+    common.write("training_throughput", result)
+    return result
+
+
 def bench_serving(texts, tiny: bool) -> dict:
     """Latency of one ~2,000-token document, batch throughput and a bounded load test, on loopback."""
     from bench.serving import run as run_serving
@@ -158,7 +190,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("data/corpus.jsonl"))
     parser.add_argument("--out", type=Path, default=common.RESULTS)
     parser.add_argument("--only", nargs="*", default=None,
-                        help="recipe hardware scaling quantization cache serving")
+                        help="recipe hardware scaling quantization cache training serving")
     args = parser.parse_args()
     common.RESULTS = args.out
     from longdoc.models.encoder import load_tokenizer
@@ -171,6 +203,7 @@ def main() -> None:
                 "scaling": lambda: bench_scaling(texts, tokenizer, args.tiny),
                 "quantization": lambda: bench_quantization(texts, args.tiny),
                 "cache": lambda: bench_cache(args.corpus, args.tiny),
+                "training": lambda: bench_training(args.corpus, args.tiny),
                 "serving": lambda: bench_serving(texts, args.tiny)}
     summary = {}
     for name, section in sections.items():

@@ -16,7 +16,7 @@ def test_bench_suite_runs_tiny(tmp_path, small_corpus):
                            "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     for name in ("inference_vs_recipe", "hardware_efficiency", "length_scaling", "quantization", "embedding_cache",
-                 "serving", "summary"):
+                 "training_throughput", "serving", "summary"):
         assert (tmp_path / f"{name}.json").is_file(), name
     assert (tmp_path / "length_scaling.png").stat().st_size > 5_000
     recipe = json.loads((tmp_path / "inference_vs_recipe.json").read_text())["window_126"]

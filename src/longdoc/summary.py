@@ -58,6 +58,10 @@ def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> Non
         ("Bento", bento),
         ("next", f"longdoc serve --bento {bento}   # or: bentoml serve {bento}"),
     ]
+    if params.train.overrides:
+        budget = "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in override.items())
+                           for name, override in params.train.overrides.items())
+        rows.insert(2, ("training budget", f"scaled by train.overrides in params.yaml ({budget})"))
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         console.print(f"[bold]{key:<{width}}[/]  {value}", highlight=False)
