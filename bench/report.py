@@ -1,0 +1,74 @@
+"""Render bench/results/*.json as the markdown quoted in the README (python -m bench.report)."""
+
+from __future__ import annotations
+
+import json
+
+from bench.common import RESULTS
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def render() -> str:
+    out = []
+    if (r := _load("inference_vs_recipe")) is not None:
+        out += ["**Inference against the usual recipe** (same encoder, same documents, CPU):", "",
+                "| window | documents | recipe docs/s | longdoc docs/s | longdoc tokens/s | speed-up |",
+                "|---|---|---|---|---|---|"]
+        for key, v in r.items():
+            if key.startswith("window_"):
+                out.append(f"| {v['window']} | {v['documents']} | {v['recipe']['docs_per_s']:.2f} | "
+                           f"{v['longdoc']['docs_per_s']:.2f} | {v['longdoc']['tokens_per_s']:.0f} | "
+                           f"**{v['speedup']:.1f}x** |")
+        out.append("")
+    if (r := _load("hardware_efficiency")) is not None:
+        out += [f"**Hardware efficiency**: dense fp32 matmul ({r['matmul']['n']}x{r['matmul']['n']}) "
+                f"{r['matmul']['flops_per_s'] / 1e9:.1f} GFLOP/s; the encoder on longdoc's inference path "
+                f"{r['encoder']['flops_per_s'] / 1e9:.1f} GFLOP/s executed = "
+                f"**{100 * r['share_of_matmul_peak']:.0f}% of the measured matmul peak**.", ""]
+    if (r := _load("length_scaling")) is not None:
+        out += ["**Cost against length** (seconds per document, median; peak MB above baseline):", "",
+                "| method | pass | " + " | ".join(str(t) for t in sorted({x['tokens'] for x in r['rows']})) + " |",
+                "|---|---|" + "---|" * len({x['tokens'] for x in r['rows']})]
+        keys = dict.fromkeys((x["method"], x["pass"]) for x in r["rows"])
+        for method, kind in keys:
+            cells = [f"{x['median_s']:.2f} s / {x['peak_mb']:.0f} MB" for x in r["rows"]
+                     if x["method"] == method and x["pass"] == kind]
+            out.append(f"| {method} | {kind} | " + " | ".join(cells) + " |")
+        out += ["", "log-log slope of time against length (1.0 = linear): "
+                + ", ".join(f"{k} {v}" for k, v in r["loglog_slope"].items()), "",
+                "![length scaling](bench/results/length_scaling.png)", ""]
+    if (r := _load("embedding_cache")) is not None:
+        out += [f"**Embedding cache**: {len(r['aggregators'])} learned aggregators, frozen encoder, "
+                f"{r['documents']} documents: {r['uncached']['total_seconds']:.0f} s without the cache, "
+                f"{r['cached']['total_seconds']:.0f} s with it: **{r['speedup']:.1f}x**.", ""]
+    if (r := _load("training_throughput")) is not None:
+        out += [f"**Training throughput** ({r['steps']} steps of {r['batch_docs']} documents, CPU): "
+                + ", ".join(f"{k} {v['tokens_per_s']:.0f} tokens/s" for k, v in r["variants"].items()) + ".", ""]
+    if (r := _load("quantization")) is not None and "fp32" in r:
+        out += [f"**int8 dynamic quantization** of {r['champion']} on {r['test_docs']} test documents: "
+                f"{r['fp32']['docs_per_s']:.1f} -> {r['int8']['docs_per_s']:.1f} docs/s "
+                f"({r['speedup']:.2f}x), macro-F1 {r['fp32']['macro_f1']:.4f} -> {r['int8']['macro_f1']:.4f}.", ""]
+    if (r := _load("serving")) is not None and "fp32" in r:
+        for name in ("fp32", "int8"):
+            v = r[name]
+            load = v["load"]
+            latency = v["latency_2000_tokens_ms"]["median"]
+            out.append(f"**Serving ({name})**: a ~2,000-token document in {latency:.0f} ms "
+                       f"(median of {v['latency_2000_tokens_ms']['n']}); /classify_batch of {v['batch']['documents']} "
+                       f"articles at {v['batch']['docs_per_s']:.1f} docs/s; load test {load['requests']} requests at "
+                       f"concurrency {load['concurrency']}: {load['ok']} ok, {load['server_errors']} 5xx, "
+                       f"{load['dropped']} dropped, p50/p95/p99 {load['p50_ms']:.0f}/{load['p95_ms']:.0f}/"
+                       f"{load['p99_ms']:.0f} ms, {load['throughput_rps']:.1f} req/s.")
+        out.append("")
+    if (r := _load("summary")) is not None:
+        out += [f"Sections took {r['section_seconds']} seconds; GPU: {r['gpu']}. Machine: "
+                f"{r['machine']['processor']}, {r['machine']['cpus']} CPUs, torch {r['machine']['versions']['torch']}."]
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(render())
