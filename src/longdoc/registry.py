@@ -56,7 +56,8 @@ def _flat(prefix: str, value) -> dict[str, str]:
 
 
 def _pip_requirements() -> list[str]:
-    return [f"{name}=={metadata.version(name)}" for name in RUNTIME_REQUIREMENTS]
+    # "+cpu"-style local build tags are not installable pins elsewhere: keep the public version
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in RUNTIME_REQUIREMENTS]
 
 
 def _experiment_id(mlflow, name: str, uri: str) -> str:
