@@ -15,6 +15,7 @@ import torch
 from longdoc.chunking import chunk_document
 from longdoc.models.batching import SpecialTokens, collate
 from longdoc.models.io import load_classifier
+from longdoc.precision import autocast
 
 
 @dataclass
@@ -66,15 +67,10 @@ class Predictor:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             batch = collate([segments[i][0] for i in rows], self.special).to(self.device)
-            with self._autocast():
+            with autocast(self.device):
                 logits = self.model(batch)
             probs[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         return probs, [n for _, n in segments]
-
-    def _autocast(self):
-        from contextlib import nullcontext
-
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.device.startswith("cuda") else nullcontext()
 
     @torch.inference_mode()
     def explain(self, text: str) -> dict:

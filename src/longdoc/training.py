@@ -15,7 +15,6 @@ import math
 import random
 import shutil
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from longdoc.models.base import DocumentClassifier, VariantSettings
 from longdoc.models.batching import SpecialTokens, collate
 from longdoc.models.encoder import load_encoder_config, load_tokenizer
 from longdoc.models.io import ModelCard, build_classifier, save_classifier
+from longdoc.precision import autocast
 
 STATE_FILE = "trainer_state.pt"
 KEEP_CHECKPOINTS = 2
@@ -120,10 +120,6 @@ def variant_settings(params: Params, cfg: TrainParams, n_labels: int) -> Variant
                            params.longformer.max_tokens, params.longformer.attention_window, cfg.hidden)
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
-
-
 def epoch_batches(docs: list[Doc], size: int, seed: int | None) -> list[list[Doc]]:
     """The batches of one epoch; the order depends only on ``seed`` so a resumed run sees the same."""
     if seed is None:
@@ -155,7 +151,7 @@ def predict_docs(model: DocumentClassifier, docs: list[Doc], make_batch, device:
     model.eval()
     preds = []
     for batch_docs in epoch_batches(docs, batch_size, None):
-        with _autocast(device):
+        with autocast(device):
             preds.extend(model(make_batch(batch_docs)).argmax(-1).tolist())
     return preds
 
@@ -262,7 +258,7 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
             batch = make_batch(batches[i])
             target = torch.tensor([d.label for d in batches[i]], device=device)
             last_of_step = (i + 1) % cfg.grad_accum == 0 or i + 1 == len(batches)
-            with dist.no_sync(train_model, not last_of_step), _autocast(device):
+            with dist.no_sync(train_model, not last_of_step), autocast(device):
                 loss = train_model.loss(batch, target) if train_model is model else train_model(batch, target)
             (loss / cfg.grad_accum).backward()
             state.tokens += int(batch.attention_mask.sum())
