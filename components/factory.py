@@ -6,7 +6,7 @@ from kfp import dsl
 
 from components import functions
 
-COMPONENTS = ("validate", "chunk", "train", "evaluate", "register", "baseline", "compare", "package")
+COMPONENTS = ("validate", "chunk", "train", "evaluate", "register", "baseline", "gate", "compare", "package")
 
 
 def build_components(image: str) -> SimpleNamespace:

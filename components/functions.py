@@ -56,60 +56,73 @@ def evaluate(params: dict, corpus: Input[Dataset], model: Input[Model], evaluati
     return float(scores["normal_macro_f1"])
 
 
-def register(params: dict, data_version: str, git_commit: str, pipeline_run_id: str, corpus: Input[Dataset],
-             model: Input[Model], evaluation: Input[Dataset]) -> NamedTuple(
-                 "Registered", [("version", str), ("run_id", str), ("promoted", bool), ("reason", str)]):
+def register(params: dict, git_commit: str, pipeline_run_id: str, corpus: Input[Dataset], model: Input[Model],
+             evaluation: Input[Dataset]) -> NamedTuple(
+                 "Registered", [("version", str), ("run_id", str), ("model_name", str)]):
+    """Register the variant as a candidate of its task; the gate decides after every candidate is in."""
     from collections import namedtuple
     from pathlib import Path
 
     from longdoc.config import parse_params
     from longdoc.stages import register as run
 
-    reg = run(parse_params(params), Path(model.path), Path(evaluation.path), Path(corpus.path), data_version,
-              git_commit, pipeline_run_id)
-    print(f"version {reg.version}: {'promoted' if reg.promoted else 'not promoted'}: {reg.reason}")
-    out = namedtuple("Registered", ["version", "run_id", "promoted", "reason"])
-    return out(reg.version, reg.run_id, reg.promoted, reg.reason)
+    reg = run(parse_params(params), Path(model.path), Path(evaluation.path), Path(corpus.path), git_commit,
+              pipeline_run_id)
+    print(f"registered {reg.model_name} v{reg.version} ({reg.variant})")
+    return namedtuple("Registered", ["version", "run_id", "model_name"])(reg.version, reg.run_id, reg.model_name)
 
 
-def baseline(params: dict, data_version: str, git_commit: str, pipeline_run_id: str, corpus: Input[Dataset],
-             evaluation: Output[Dataset]) -> str:
-    """TF-IDF + logistic regression, evaluated like the variants and logged as its own MLflow run."""
+def baseline(params: dict, git_commit: str, pipeline_run_id: str, corpus: Input[Dataset],
+             evaluation: Output[Dataset]) -> NamedTuple(
+                 "Registered", [("version", str), ("run_id", str), ("model_name", str)]):
+    """TF-IDF + logistic regression, evaluated like the variants and registered as a candidate."""
+    from collections import namedtuple
     from pathlib import Path
 
     from longdoc.config import parse_params
     from longdoc.stages import baseline as run
 
-    return run(parse_params(params), Path(corpus.path), Path(evaluation.path), data_version, git_commit,
-               pipeline_run_id)
+    reg = run(parse_params(params), Path(corpus.path), Path(evaluation.path), git_commit, pipeline_run_id)
+    return namedtuple("Registered", ["version", "run_id", "model_name"])(reg.version, reg.run_id, reg.model_name)
 
 
-def compare(params: dict, run_ids: list, baseline_run_id: str, promoted: list, comparison: Output[Dataset],
-            table: Output[Markdown]) -> str:
-    """The comparison table across variants and the baseline; returns "package" if the gate promoted one.
+def gate(params: dict, model_name: str, versions: list, baseline_version: str, corpus: Input[Dataset]) -> str:
+    """One promotion decision per run; returns "package" when a new champion was promoted.
 
     A single (unnamed) output on purpose: kfp's local runner resolves ``dsl.If`` conditions only on
     outputs called "Output".
     """
+    from pathlib import Path
+
+    from longdoc.config import parse_params
+    from longdoc.stages import gate as run
+
+    decision = run(parse_params(params), model_name, [*versions, baseline_version], Path(corpus.path))
+    verdict = f"v{decision.version} promoted" if decision.promoted else "no new champion"
+    print(f"gate: {verdict}: {decision.reason}")
+    return "package" if decision.promoted else "keep"
+
+
+def compare(params: dict, model_name: str, run_ids: list, baseline_run_id: str, comparison: Output[Dataset],
+            table: Output[Markdown]) -> str:
+    """The comparison table across variants and the baseline, with the gate's verdicts; the champion."""
     import shutil
     from pathlib import Path
 
     from longdoc.config import parse_params
     from longdoc.stages import compare as run
 
-    cfg = parse_params(params)
-    champion = run(cfg, [*run_ids, baseline_run_id], Path(comparison.path))
+    champion = run(parse_params(params), [*run_ids, baseline_run_id], Path(comparison.path), model_name)
     shutil.copyfile(Path(comparison.path) / "comparison.md", table.path)
-    print(f"gate: {sum(bool(p) for p in promoted)} of {len(promoted)} variants promoted; champion v{champion}")
-    return "package" if any(promoted) else "keep"
+    return champion
 
 
-def package(params: dict) -> NamedTuple("Packaged", [("bento_tag", str), ("model_version", str)]):
-    """Package the champion (the pipeline runs this only when the gate promoted a new one)."""
+def package(params: dict, model_name: str) -> NamedTuple("Packaged", [("bento_tag", str), ("model_version", str)]):
+    """Package the task's champion (the pipeline runs this only when the gate promoted a new one)."""
     from collections import namedtuple
 
     from longdoc.config import parse_params
     from longdoc.stages import package as run
 
-    packaged = run(parse_params(params))
+    packaged = run(parse_params(params), model_name)
     return namedtuple("Packaged", ["bento_tag", "model_version"])(packaged.bento_tag, packaged.model_version)

@@ -1,4 +1,9 @@
-"""validate -> chunk -> per variant (train -> evaluate -> register + gate) -> compare -> [if promoted] package."""
+"""validate -> chunk -> baseline + per variant (train -> evaluate -> register) -> gate -> compare -> package.
+
+The package step runs only when the gate promoted a new champion (dsl.If).
+The gate is one task after every candidate is registered: one writer of the champion alias per run,
+so parallel variants on a cluster cannot race each other for it.
+"""
 
 from kfp import dsl, kubernetes
 
@@ -29,28 +34,30 @@ def make_pipeline(image: str, gpu: GpuParams, name: str = "longdoc", parallelism
     @dsl.pipeline(name=name, description="Long-document classifiers: validate, chunk, train every variant, "
                                          "evaluate, register in MLflow through the promotion gate, compare "
                                          "against a TF-IDF baseline, package a new champion as a Bento.")
-    def longdoc_pipeline(corpus_path: str, params: dict, variants: list, data_version: str = "untracked",
-                         git_commit: str = "unknown") -> str:
+    def longdoc_pipeline(corpus_path: str, params: dict, variants: list, git_commit: str = "unknown") -> str:
         validated = c.validate(corpus_path=corpus_path, params=params).set_display_name("validate corpus (GX)")
         corpus = validated.outputs["corpus"]
         chunked = c.chunk(params=params, corpus=corpus).set_display_name("chunk")
-        base = c.baseline(params=params, data_version=data_version, git_commit=git_commit,
-                          pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, corpus=corpus)
-        base.set_display_name("TF-IDF baseline").set_caching_options(False)
+        base = c.baseline(params=params, git_commit=git_commit, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                          corpus=corpus)
+        base.set_display_name("TF-IDF baseline (register)").set_caching_options(False)
         with dsl.ParallelFor(items=variants, name="variants", parallelism=parallelism) as variant:
             trained = request_gpu(c.train(params=params, variant=variant, chunks=chunked.outputs["chunks"]), gpu)
             evaluated = c.evaluate(params=params, corpus=corpus, model=trained.outputs["model"])
-            registered = c.register(params=params, data_version=data_version, git_commit=git_commit,
+            registered = c.register(params=params, git_commit=git_commit,
                                     pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, corpus=corpus,
                                     model=trained.outputs["model"], evaluation=evaluated.outputs["evaluation"])
-            registered.set_display_name("register + gate").set_caching_options(False)
-        compared = c.compare(params=params, run_ids=dsl.Collected(registered.outputs["run_id"]),
-                             baseline_run_id=base.outputs["Output"],
-                             promoted=dsl.Collected(registered.outputs["promoted"]))
+            registered.set_display_name("register candidate").set_caching_options(False)
+        task_model = base.outputs["model_name"]
+        gated = c.gate(params=params, model_name=task_model, versions=dsl.Collected(registered.outputs["version"]),
+                       baseline_version=base.outputs["version"], corpus=corpus)
+        gated.set_display_name("gate: one decision per run").set_caching_options(False)
+        compared = c.compare(params=params, model_name=task_model, run_ids=dsl.Collected(registered.outputs["run_id"]),
+                             baseline_run_id=base.outputs["run_id"]).after(gated)
         compared.set_display_name("compare variants").set_caching_options(False)
-        with dsl.If(compared.outputs["Output"] == "package", name="new-champion"):
-            packaged = c.package(params=params)
+        with dsl.If(gated.outputs["Output"] == "package", name="new-champion"):
+            packaged = c.package(params=params, model_name=task_model).after(compared)
             packaged.set_display_name("package champion (Bento)").set_caching_options(False)
-        return compared.outputs["Output"]
+        return gated.outputs["Output"]
 
     return longdoc_pipeline

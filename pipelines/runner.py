@@ -5,19 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 from longdoc.config import Params
-from longdoc.data.versioning import dvc_data_version
 from longdoc.lineage import git_commit
 from longdoc.tracking import resolve_tracking_uri
 
 
 def pipeline_arguments(params: Params) -> dict:
-    """Arguments resolved on the submitting machine: absolute paths, data version, commit."""
+    """Arguments resolved on the submitting machine: absolute paths and the commit.
+
+    The data version is not an argument: the validate step hashes the corpus it actually read.
+    """
     resolved = params.model_copy(deep=True)
     resolved.registry.tracking_uri = resolve_tracking_uri(params.registry.tracking_uri)
     resolved.serving.service_dir = str(Path(params.serving.service_dir).resolve())
     return {"corpus_path": str(Path(params.data.corpus).resolve()),
             "params": resolved.model_dump(mode="json", exclude_none=True),
-            "variants": params.train.variants, "data_version": dvc_data_version(), "git_commit": git_commit()}
+            "variants": params.train.variants, "git_commit": git_commit()}
 
 
 def pipeline_function(params: Params, parallelism: int | None = None):

@@ -72,7 +72,9 @@ class LongdocService:
         card = self.predictor.card
         return {"model": self.info.get("model_name"), "version": self.info.get("model_version"),
                 "alias": self.info.get("alias"), "variant": card.variant, "data_version": self.info.get("data_version"),
-                "labels": card.labels, "chunk_tokens": card.chunking.chunk_tokens, "max_chars": MAX_CHARS,
+                "task": self.info.get("task"), "labels": card.labels,
+                "chunk_tokens": card.chunking.chunk_tokens if card.chunking else None, "max_chars": MAX_CHARS,
+                "temperature": self.predictor.temperature,
                 "quantized": QUANTIZE,
                 "bento_model": str(self.bento_model.tag)}
 

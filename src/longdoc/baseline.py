@@ -2,41 +2,103 @@
 
 It reads the whole document as a bag of words, so it is blind to paragraph order: its inverted and
 shuffled gaps are zero by construction, which makes it the floor for robustness and the bar for
-accuracy.
+accuracy. It is a candidate like any variant: registered as an MLflow model that takes raw text,
+gated, and packaged and served when it wins. :class:`BaselinePredictor` answers the same calls as
+:class:`longdoc.inference.Predictor`, so evaluation, the MLflow model and the service need no
+special case.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from longdoc.inference import Prediction
+from longdoc.metrics import with_temperature
+
 BASELINE_NAME = "tfidf_logreg"
+PIPELINE_FILE = "baseline.joblib"
+CARD_FILE = "baseline.json"
 
 
-class TfidfBaseline:
-    def __init__(self, seed: int = 13) -> None:
+@dataclass(frozen=True)
+class BaselineCard:
+    variant: str
+    labels: list[str]
+    chunking: None = None  # reads the whole text: no windows
+
+
+class BaselinePredictor:
+    def __init__(self, pipeline, labels: list[str]) -> None:
+        self.pipeline = pipeline
+        self.card = BaselineCard(BASELINE_NAME, labels)
+        self.temperature = 1.0
+
+    @classmethod
+    def fit(cls, texts: list[str], labels: list[str], seed: int = 13) -> BaselinePredictor:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
 
-        self.pipeline = make_pipeline(TfidfVectorizer(sublinear_tf=True, min_df=2, ngram_range=(1, 2)),
-                                      LogisticRegression(C=10.0, max_iter=2000, random_state=seed))
-        self.labels: list[str] = []
+        min_df = 2 if len(texts) >= 50 else 1  # a tiny corpus has few words seen twice
+        pipeline = make_pipeline(TfidfVectorizer(sublinear_tf=True, min_df=min_df, ngram_range=(1, 2)),
+                                 LogisticRegression(C=10.0, max_iter=2000, random_state=seed))
+        pipeline.fit(texts, labels)
+        return cls(pipeline, [str(c) for c in pipeline.classes_])
 
-    def fit(self, texts: list[str], labels: list[str]) -> TfidfBaseline:
-        self.pipeline.fit(texts, labels)
-        self.labels = [str(c) for c in self.pipeline.classes_]
-        return self
+    @classmethod
+    def load(cls, model_dir: str | Path) -> BaselinePredictor:
+        import joblib
+
+        card = json.loads((Path(model_dir) / CARD_FILE).read_text())
+        return cls(joblib.load(Path(model_dir) / PIPELINE_FILE), card["labels"])
+
+    def save(self, model_dir: Path) -> None:
+        import joblib
+
+        model_dir.mkdir(parents=True, exist_ok=True)
+        joblib.dump(self.pipeline, model_dir / PIPELINE_FILE)
+        (model_dir / CARD_FILE).write_text(json.dumps({"variant": BASELINE_NAME, "labels": self.labels}))
+
+    @property
+    def labels(self) -> list[str]:
+        return self.card.labels
+
+    def quantize(self) -> BaselinePredictor:
+        return self  # nothing to quantize: a sparse linear model
 
     def predict_proba(self, texts: list[str], batch_size: int = 8) -> tuple[np.ndarray, list[int]]:
-        return self.pipeline.predict_proba(texts), [0] * len(texts)
+        probs = with_temperature(self.pipeline.predict_proba(texts), self.temperature)
+        return probs.astype(np.float32), [1] * len(texts)
+
+    def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
+        probs, _ = self.predict_proba(texts)
+        return [Prediction(self.labels[int(p.argmax())], dict(zip(self.labels, map(float, p), strict=True)), 1)
+                for p in probs]
+
+    def explain(self, text: str) -> dict:
+        """One segment, the whole text: a bag of words has no chunk weights to show."""
+        probs, _ = self.predict_proba([text])
+        named = dict(zip(self.labels, map(float, probs[0]), strict=True))
+        return {"label": self.labels[int(probs[0].argmax())], "variant": BASELINE_NAME, "weights_from": "none",
+                "note": "TF-IDF + logistic regression reads the whole document as a bag of words: no chunk weights",
+                "probabilities": named,
+                "chunks": [{"index": 0, "char_spans": [[0, len(text)]], "weight": 1.0, "probabilities": named}]}
+
+
+def is_baseline_dir(model_dir: str | Path) -> bool:
+    return (Path(model_dir) / PIPELINE_FILE).is_file()
 
 
 def train_and_evaluate(corpus: pd.DataFrame, params, out_dir: Path) -> dict:
+    """Fit on the train split, save to ``out_dir/model``, calibrate and evaluate like every variant."""
     from longdoc.evaluation import evaluate
 
     train = corpus[corpus["split"] == "train"]
-    model = TfidfBaseline(params.data.seed).fit(train["text"].tolist(), train["label"].tolist())
-    return evaluate(model, BASELINE_NAME, corpus, params, out_dir)
+    model = BaselinePredictor.fit(train["text"].tolist(), train["label"].tolist(), params.data.seed)
+    model.save(out_dir / "model")
+    return evaluate(model, BASELINE_NAME, corpus, params, out_dir / "evaluation")

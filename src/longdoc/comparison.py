@@ -16,7 +16,10 @@ from longdoc.plots import robustness_png, sweep_png
 from longdoc.views import SWEEP, SWEEP_POSITIONS
 
 COLUMNS = {
-    "normal_accuracy": "accuracy", "normal_macro_f1": "macro-F1", "inverted_accuracy": "inverted acc",
+    "normal_accuracy": "accuracy", "normal_macro_f1": "macro-F1", "normal_macro_f1_lo": "macro-F1 lo",
+    "normal_macro_f1_hi": "macro-F1 hi", "inverted_gap_macro_f1": "inverted gap (F1)",
+    "inverted_gap_macro_f1_lo": "inverted gap lo", "inverted_gap_macro_f1_hi": "inverted gap hi",
+    "normal_ece_uncalibrated": "ECE raw", "inverted_accuracy": "inverted acc",
     "inverted_gap_accuracy": "inverted gap (acc)", "shuffled_accuracy": "shuffled acc",
     "shuffled_gap_accuracy": "shuffled gap (acc)", "normal_ece": "ECE", "docs_per_second": "docs/s",
     "eval_peak_rss_mb": "peak MB", "train_train_seconds": "train s",
@@ -31,6 +34,8 @@ def comparison_frame(client, run_ids: list[str]) -> pd.DataFrame:
         row = {"variant": run.data.tags.get("variant", run_id[:8]), "kind": run.data.tags.get("kind", "model"),
                "run_id": run_id}
         row.update({label: m.get(key) for key, label in COLUMNS.items()})
+        versions = client.search_model_versions(f"run_id='{run_id}'")
+        row["gate"] = versions[0].tags.get("gate", "") if versions else ""
         row.update({f"sweep {v[-3:].lstrip('0') or '0'}%": m.get(f"sweep_accuracy_{v}") for v in SWEEP})
         rows.append(row)
     frame = pd.DataFrame(rows)

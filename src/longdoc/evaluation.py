@@ -11,6 +11,7 @@ import json
 import resource
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Protocol
 
@@ -18,15 +19,27 @@ import numpy as np
 import pandas as pd
 
 from longdoc.config import Params
-from longdoc.data.splits import sample_per_label
+from longdoc.data.splits import stable_sample
 from longdoc.errors import LongdocError
-from longdoc.metrics import classification_metrics, confusion, expected_calibration_error
+from longdoc.metrics import (
+    bootstrap_interval,
+    classification_metrics,
+    confusion,
+    expected_calibration_error,
+    fit_temperature,
+    paired_difference,
+    with_temperature,
+)
 from longdoc.plots import confusion_png, sweep_png
-from longdoc.views import SWEEP, SWEEP_POSITIONS, VIEWS
+from longdoc.views import SWEEP, SWEEP_POSITIONS, UNIT_KINDS, VIEWS, units
+
+CALIBRATION_FILE = "calibration.json"
+PREDICTIONS_FILE = "predictions.parquet"
 
 
 class TextClassifier(Protocol):
     labels: list[str]
+    temperature: float
 
     def predict_proba(self, texts: list[str], batch_size: int = 8) -> tuple[np.ndarray, list[int]]: ...
 
@@ -43,53 +56,108 @@ def _run_view(model: TextClassifier, texts: list[str], batch_size: int) -> tuple
     return probs, n_chunks, time.perf_counter() - started
 
 
+def calibrate(model: TextClassifier, corpus: pd.DataFrame, params: Params, out_dir: Path) -> float:
+    """Fit the model's temperature on the validation split and keep it in ``calibration.json``.
+
+    The temperature travels with the registered model (an artifact of the MLflow model), so the
+    probabilities the service returns are the calibrated ones the table reports.
+    """
+    val = stable_sample(corpus[corpus["split"] == "val"], params.train.val_docs_per_label, params.data.seed)
+    val = val[val["label"].isin(model.labels)]
+    model.temperature = 1.0
+    temperature = 1.0
+    if len(val) >= 2:
+        probs, _ = model.predict_proba(val["text"].tolist(), params.evaluate.batch_size)
+        index = {label: i for i, label in enumerate(model.labels)}
+        temperature = fit_temperature(probs, np.array([index[y] for y in val["label"]]))
+    model.temperature = temperature
+    (out_dir / CALIBRATION_FILE).write_text(json.dumps({"temperature": temperature, "val_docs": len(val)}))
+    return temperature
+
+
+def _interval_metrics(prefix: str, y: np.ndarray, pred: np.ndarray, n_labels: int, seed: int) -> dict[str, float]:
+    out = {}
+    for kind in ("accuracy", "macro_f1"):
+        out[f"{prefix}_{kind}_lo"], out[f"{prefix}_{kind}_hi"] = bootstrap_interval(kind, y, pred, n_labels, seed=seed)
+    return out
+
+
+def _gap_metrics(view: str, y: np.ndarray, normal: np.ndarray, other: np.ndarray, multi: np.ndarray,
+                 n_labels: int, seed: int) -> dict[str, float]:
+    """Robustness gap on the documents the view really changed (more than one unit), with its interval."""
+    out = {}
+    for kind in ("accuracy", "macro_f1"):
+        point, low, high = paired_difference(kind, y[multi], normal[multi], other[multi], n_labels, seed=seed)
+        out.update({f"{view}_gap_{kind}": point, f"{view}_gap_{kind}_lo": low, f"{view}_gap_{kind}_hi": high})
+    return out
+
+
 def evaluate(model: TextClassifier, name: str, corpus: pd.DataFrame, params: Params, out_dir: Path) -> dict:
-    """Write ``metrics.json``, ``predictions.parquet``, confusion matrices and the position-sweep plot."""
+    """Write ``metrics.json``, ``predictions.parquet``, confusion matrices and the position-sweep plot.
+
+    The model is first calibrated on the validation split; metrics come with bootstrap intervals and
+    the robustness gaps with paired intervals over the documents a view really reorders.
+    """
     cfg = params.evaluate
-    test = sample_per_label(corpus[corpus["split"] == "test"], cfg.docs_per_label, params.data.seed)
+    seed = params.data.seed
+    test = stable_sample(corpus[corpus["split"] == "test"], cfg.docs_per_label, seed)
     if test.empty:
         raise LongdocError("the test split is empty: nothing to evaluate")
     unknown = sorted(set(test["label"]) - set(model.labels))
     if unknown:
         raise LongdocError(f"test split has label(s) {unknown} that the model was not trained on")
     out_dir.mkdir(parents=True, exist_ok=True)
+    temperature = calibrate(model, corpus, params, out_dir)
     index = {label: i for i, label in enumerate(model.labels)}
+    n_labels = len(model.labels)
     y_true = test["label"].tolist()
-    metrics: dict[str, float] = {"test_docs": float(len(test))}
+    y = np.array([index[t] for t in y_true])
+    doc_units = [units(t) for t in test["text"]]
+    multi = np.array([len(u.parts) > 1 for u in doc_units])
+    kinds = Counter(u.kind for u in doc_units)
+    metrics: dict[str, float] = {"test_docs": float(len(test)), "temperature": temperature,
+                                 "single_unit_docs": float((~multi).sum()), "robustness_docs": float(multi.sum()),
+                                 **{f"unit_docs_{k}": float(kinds.get(k, 0)) for k in UNIT_KINDS}}
+    predicted: dict[str, np.ndarray] = {}
     rows = []
     for view, make in VIEWS.items():
-        probs, n_chunks, seconds = _run_view(model, [make(t, params.data.seed) for t in test["text"]], cfg.batch_size)
-        y_pred = [model.labels[i] for i in probs.argmax(1)]
+        probs, n_chunks, seconds = _run_view(model, [make(t, seed) for t in test["text"]], cfg.batch_size)
+        pred = probs.argmax(1)
+        predicted[view] = pred
+        y_pred = [model.labels[i] for i in pred]
         metrics.update({f"{view}_{k}": v for k, v in classification_metrics(y_true, y_pred, model.labels).items()})
-        metrics[f"{view}_ece"] = expected_calibration_error(probs, np.array([index[y] for y in y_true]))
+        metrics[f"{view}_ece"] = expected_calibration_error(probs, y)
         if view == "normal":
+            metrics["normal_ece_uncalibrated"] = expected_calibration_error(with_temperature(probs, 1 / temperature), y)
+            metrics.update(_interval_metrics("normal", y, pred, n_labels, seed))
             metrics["docs_per_second"] = len(test) / seconds
             metrics["mean_chunks_per_doc"] = float(np.mean(n_chunks))
         if view in ("normal", "inverted"):
             confusion_png(confusion(y_true, y_pred, model.labels), model.labels, f"{name}: {view} test documents",
                           out_dir / f"confusion_{view}.png")
-        rows += [{"id": i, "view": view, "label": t, "predicted": p, "n_chunks": n, "confidence": float(c)}
-                 for i, t, p, n, c in zip(test["id"], y_true, y_pred, n_chunks, probs.max(1), strict=True)]
+        rows += [{"id": i, "view": view, "label": t, "predicted": p, "n_chunks": n, "confidence": float(c),
+                  "unit": u.kind, "units": len(u.parts)}
+                 for i, t, p, n, c, u in zip(test["id"], y_true, y_pred, n_chunks, probs.max(1), doc_units,
+                                             strict=True)]
     for view in ("inverted", "shuffled"):
-        for key in ("accuracy", "macro_f1"):
-            metrics[f"{view}_gap_{key}"] = metrics[f"normal_{key}"] - metrics[f"{view}_{key}"]
+        metrics.update(_gap_metrics(view, y, predicted["normal"], predicted[view], multi, n_labels, seed))
 
-    sweep_docs = sample_per_label(test, cfg.sweep_docs_per_label, params.data.seed)
+    sweep_docs = stable_sample(test, cfg.sweep_docs_per_label, seed)
     sweep_true = sweep_docs["label"].tolist()
     for view, make in SWEEP.items():
-        probs, _, _ = _run_view(model, [make(t, params.data.seed) for t in sweep_docs["text"]], cfg.batch_size)
+        probs, _, _ = _run_view(model, [make(t, seed) for t in sweep_docs["text"]], cfg.batch_size)
         metrics[f"sweep_accuracy_{view}"] = float(np.mean([model.labels[i] == y
                                                            for i, y in zip(probs.argmax(1), sweep_true, strict=True)]))
     sweep_png({name: [metrics[f"sweep_accuracy_{v}"] for v in SWEEP]}, SWEEP_POSITIONS,
               f"{name}: first paragraph moved ({len(sweep_docs)} documents)", out_dir / "position_sweep.png")
     metrics["eval_peak_rss_mb"] = peak_memory_mb()
-    pd.DataFrame(rows).to_parquet(out_dir / "predictions.parquet", index=False)
+    pd.DataFrame(rows).to_parquet(out_dir / PREDICTIONS_FILE, index=False)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     return metrics
 
 
 def evaluate_model(model_dir: Path, corpus: pd.DataFrame, params: Params, out_dir: Path) -> dict:
-    from longdoc.inference import Predictor
+    from longdoc.inference import load_predictor
 
-    predictor = Predictor.load(model_dir)
+    predictor = load_predictor(model_dir)
     return evaluate(predictor, predictor.card.variant, corpus, params, out_dir)

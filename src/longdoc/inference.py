@@ -32,11 +32,15 @@ class Predictor:
         self.card = card
         self.device = device
         self.special = SpecialTokens.of(tokenizer)
+        self.temperature = 1.0  # set from the validation split by the evaluation (temperature scaling)
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu") -> Predictor:
         model, tokenizer, card = load_classifier(model_dir)
         return cls(model, tokenizer, card, device)
+
+    def _softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits.float() / self.temperature, dim=-1)
 
     def quantize(self) -> Predictor:
         """int8 dynamic quantization of the Linear layers (CPU serving); its accuracy cost is in bench/."""
@@ -69,7 +73,7 @@ class Predictor:
             batch = collate([segments[i][0] for i in rows], self.special).to(self.device)
             with autocast(self.device):
                 logits = self.model(batch)
-            probs[rows] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            probs[rows] = self._softmax(logits).cpu().numpy()
         return probs, [n for _, n in segments]
 
     @torch.inference_mode()
@@ -84,9 +88,9 @@ class Predictor:
         spans = self.model.segment_spans(len(chunked.input_ids), chunked.windows)
         segments = self.model.segments(chunked.input_ids, chunked.windows)
         whole = collate([segments], self.special).to(self.device)
-        probs = torch.softmax(self.model(whole).float(), -1)[0]
+        probs = self._softmax(self.model(whole))[0]
         predicted = int(probs.argmax())
-        alone = torch.softmax(self.model(collate([[s] for s in segments], self.special).to(self.device)).float(), -1)
+        alone = self._softmax(self.model(collate([[s] for s in segments], self.special).to(self.device)))
         weights = self.model.chunk_weights(whole)
         if weights is None:
             support = alone[:, predicted]
@@ -104,3 +108,16 @@ class Predictor:
         probs, n_chunks = self.predict_proba(texts, batch_size)
         return [Prediction(self.labels[int(p.argmax())], dict(zip(self.labels, map(float, p), strict=True)), n)
                 for p, n in zip(probs, n_chunks, strict=True)]
+
+
+def load_predictor(model_dir: str | Path, device: str = "cpu"):
+    """The predictor for a model folder: a transformer variant or the TF-IDF baseline.
+
+    Both answer ``predict``, ``predict_proba``, ``explain`` and carry ``labels``, ``card`` and
+    ``temperature``, so evaluation, the MLflow model and the service treat them alike.
+    """
+    from longdoc.baseline import BaselinePredictor, is_baseline_dir
+
+    if is_baseline_dir(model_dir):
+        return BaselinePredictor.load(model_dir)
+    return Predictor.load(model_dir, device)

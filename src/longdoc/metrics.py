@@ -38,3 +38,90 @@ def confusion(y_true: list[str], y_pred: list[str], labels: list[str]) -> np.nda
     from sklearn.metrics import confusion_matrix
 
     return confusion_matrix(y_true, y_pred, labels=labels)
+
+
+# --- uncertainty -------------------------------------------------------------------------------
+# A test split of 150 documents resolves macro-F1 to about 0.007 a document: every decision and
+# README sentence that rests on a difference uses these intervals, not point values.
+
+BOOTSTRAP_ROUNDS = 1000
+LEVEL = 0.95
+
+
+def macro_f1_indices(y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> float:
+    """Macro-F1 over label indices (all labels, zero for a label never predicted nor present)."""
+    tp = np.bincount(y_true[y_true == y_pred], minlength=n_labels).astype(float)
+    pred = np.bincount(y_pred, minlength=n_labels).astype(float)
+    true = np.bincount(y_true, minlength=n_labels).astype(float)
+    denom = pred + true
+    f1 = np.divide(2 * tp, denom, out=np.zeros(n_labels), where=denom > 0)
+    present = true > 0
+    return float(f1[present].mean()) if present.any() else 0.0
+
+
+def _score(kind: str, y_true: np.ndarray, y_pred: np.ndarray, n_labels: int) -> float:
+    if kind == "accuracy":
+        return float((y_true == y_pred).mean()) if len(y_true) else 0.0
+    return macro_f1_indices(y_true, y_pred, n_labels)
+
+
+def _resamples(n: int, rounds: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(rounds, n))
+
+
+def bootstrap_interval(kind: str, y_true: np.ndarray, y_pred: np.ndarray, n_labels: int,
+                       rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of accuracy or macro-F1 over documents."""
+    if len(y_true) == 0:
+        return float("nan"), float("nan")
+    scores = [_score(kind, y_true[i], y_pred[i], n_labels) for i in _resamples(len(y_true), rounds, seed)]
+    return _percentiles(scores)
+
+
+def paired_difference(kind: str, y_true: np.ndarray, pred_a: np.ndarray, pred_b: np.ndarray, n_labels: int,
+                      rounds: int = BOOTSTRAP_ROUNDS, seed: int = 0) -> tuple[float, float, float]:
+    """score(a) - score(b) on the same documents, with a paired-bootstrap interval.
+
+    Both predictions are resampled with the same documents each round, so what the two have in
+    common (the easy and the hard documents) cancels and the interval measures only the difference.
+    """
+    if len(y_true) == 0:
+        return float("nan"), float("nan"), float("nan")
+    point = _score(kind, y_true, pred_a, n_labels) - _score(kind, y_true, pred_b, n_labels)
+    diffs = [_score(kind, y_true[i], pred_a[i], n_labels) - _score(kind, y_true[i], pred_b[i], n_labels)
+             for i in _resamples(len(y_true), rounds, seed)]
+    return (point, *_percentiles(diffs))
+
+
+def _percentiles(values: list[float]) -> tuple[float, float]:
+    tail = (1 - LEVEL) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+# --- calibration -------------------------------------------------------------------------------
+
+def with_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities re-scaled as softmax(log p / T); T = 1 leaves them as they are.
+
+    Applied to calibrated probabilities with 1/T it recovers the uncalibrated ones exactly, which is
+    how the evaluation reports ECE before and after without a second inference pass.
+    """
+    logits = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def fit_temperature(probs: np.ndarray, y_true: np.ndarray) -> float:
+    """Temperature scaling (Guo et al. 2017): the T in [0.05, 20] that minimises validation NLL."""
+    from scipy.optimize import minimize_scalar
+
+    def nll(log_t: float) -> float:
+        scaled = with_temperature(probs, float(np.exp(log_t)))
+        return float(-np.log(np.clip(scaled[np.arange(len(y_true)), y_true], 1e-12, 1.0)).mean())
+
+    if len(y_true) == 0:
+        return 1.0
+    found = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(found.x))

@@ -40,21 +40,28 @@ def _env(key: str, value: str):
             os.environ[key] = old
 
 
-def import_champion(params: Params, version: str | None = None):
-    """Copy ``models:/NAME@champion`` (or a version) into the BentoML store, with its lineage as labels."""
+def import_champion(params: Params, name: str, version: str | None = None):
+    """Copy ``models:/NAME@champion`` (or a version) into the BentoML store, with its lineage as labels.
+
+    Each task gets its own BentoML model name, so packaging one task's champion never replaces the
+    model another task's Bento was built from.
+    """
     import bentoml
 
     mlflow = use_tracking(params.registry.tracking_uri)
     client = mlflow.MlflowClient()
-    name, alias = params.registry.model_name, params.registry.champion_alias
+    alias = params.registry.champion_alias
     try:
         mv = client.get_model_version(name, version) if version else client.get_model_version_by_alias(name, alias)
     except mlflow.exceptions.MlflowException as err:
         raise LongdocError(f"no model {name} {'v' + version if version else '@' + alias} in the registry: "
                            f"{err.message}") from None
+    task = mv.tags.get("task", "")
     labels = {"model_name": name, "model_version": str(mv.version), "alias": "" if version else alias,
-              "variant": mv.tags.get("variant", ""), "data_version": mv.tags.get("data_version", "")}
-    return bentoml.mlflow.import_model(params.serving.bento_model, model_uri=f"models:/{name}/{mv.version}",
+              "variant": mv.tags.get("variant", ""), "data_version": mv.tags.get("data_version", ""),
+              "task": task}
+    bento_model = f"{params.serving.bento_model}-{task}" if task else params.serving.bento_model
+    return bentoml.mlflow.import_model(bento_model, model_uri=f"models:/{name}/{mv.version}",
                                        labels=labels), str(mv.version)
 
 
@@ -69,6 +76,6 @@ def build_bento(params: Params, model_tag: str) -> str:
     return str(bento.tag)
 
 
-def package(params: Params, version: str | None = None) -> Packaged:
-    model, mv = import_champion(params, version)
+def package(params: Params, name: str, version: str | None = None) -> Packaged:
+    model, mv = import_champion(params, name, version)
     return Packaged(str(model.tag), build_bento(params, str(model.tag)), mv)

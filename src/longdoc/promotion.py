@@ -1,13 +1,27 @@
 """Who is champion, and why: the promotion gate, manual promotion, rollback and their audit trail.
 
+The gate runs once per pipeline run, after every candidate (the variants and the TF-IDF baseline)
+is registered, and its rules are stated on intervals, because a test split of 150 documents cannot
+resolve differences of one document:
+
+1. each candidate on its own: refused when the lower bound of its inverted macro-F1 gap is above
+   ``max_inverted_gap`` (it surely loses that much when the telling part comes last), or when it was
+   trained on other data than the current corpus;
+2. among this run's survivors: a transformer is chosen only if it beats the baseline, i.e. the lower
+   bound of the paired-bootstrap macro-F1 difference (transformer - baseline, same test documents)
+   is above ``min_gain``; otherwise the baseline is chosen: as good within noise and far cheaper;
+3. against the task's champion: a champion trained on older data is replaced ("data changed: old ->
+   new"); otherwise the chosen candidate must beat it the same way, on the same test documents (the
+   champion is re-scored on the candidate's test split when the two differ, and the reason says so).
+
 MLflow aliases keep no history, so every change of champion appends an entry to the registered
 model's ``audit`` tag (a JSON list: action, version, previous champion, who, when, why) and writes
 the same facts onto the version. The previous champion is what ``rollback`` restores.
 
 Concurrency: the read-compare-set of a promotion runs under an exclusive lock. For a SQLite store
-it is a file lock beside the database, so two promotions at once (two pipeline branches, two users)
-serialise and the second one sees the first one's champion. An MLflow server offers no
-compare-and-set; against one, run promotions from a single place (the pipeline's gate step).
+it is a file lock beside the database, so two promotions at once serialise and the second one sees
+the first one's champion. An MLflow server offers no compare-and-set; against one, run promotions
+from a single place (the pipeline's gate step, one per run).
 """
 
 from __future__ import annotations
@@ -16,10 +30,14 @@ import fcntl
 import getpass
 import json
 import os
+import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from longdoc.config import GateParams
 from longdoc.errors import LongdocError
@@ -27,11 +45,12 @@ from longdoc.errors import LongdocError
 PROMOTION_METRIC = "normal_macro_f1"
 GAP_METRIC = "inverted_gap_macro_f1"
 AUDIT_TAG = "audit"
+BASELINE_KIND = "baseline"
 
 
 @dataclass
 class Decision:
-    version: str
+    version: str | None
     promoted: bool
     reasons: list[str] = field(default_factory=list)
     previous: str | None = None
@@ -39,6 +58,21 @@ class Decision:
     @property
     def reason(self) -> str:
         return "; ".join(self.reasons)
+
+
+@dataclass
+class Difference:
+    """macro-F1(a) - macro-F1(b) on the same test documents, with its 95% paired-bootstrap interval."""
+
+    point: float
+    low: float
+    high: float
+    documents: int
+    rescored: bool = False
+
+    def __str__(self) -> str:
+        note = ", champion re-scored on the candidate's test split" if self.rescored else ""
+        return f"{self.point:+.4f} [{self.low:+.4f}, {self.high:+.4f}] on {self.documents} test documents{note}"
 
 
 @contextmanager
@@ -65,21 +99,149 @@ def current_champion(client, name: str, alias: str):
         return None
 
 
-def gate(candidate, champion, current_data: str, rules: GateParams) -> list[str]:
-    """Reasons the candidate may not become champion; empty means it passes."""
+def _tag(version, key: str) -> float:
+    try:
+        return float(version.tags.get(key, "nan"))
+    except ValueError:
+        return float("nan")
+
+
+def refusals(candidate, current_data: str, rules: GateParams) -> list[str]:
+    """Reasons a candidate may not be champion whatever the others score."""
     reasons = []
-    score = float(candidate.tags[PROMOTION_METRIC])
-    gap = float(candidate.tags.get(GAP_METRIC, "nan"))
-    if gap > rules.max_inverted_gap:
-        reasons.append(f"inverted gap {gap:.4f} exceeds max_inverted_gap {rules.max_inverted_gap}")
+    gap, low, high = (_tag(candidate, k) for k in (GAP_METRIC, f"{GAP_METRIC}_lo", f"{GAP_METRIC}_hi"))
+    if low > rules.max_inverted_gap:
+        reasons.append(f"inverted gap {gap:+.4f} [{low:+.4f}, {high:+.4f}]: lower bound above max_inverted_gap "
+                       f"{rules.max_inverted_gap}")
+    if candidate.tags.get("undertrained") == "true":
+        reasons.append(f"undertrained: {candidate.tags.get('undertrained_reason', 'learned nothing')}")
     if rules.require_current_data and candidate.tags.get("data_version") != current_data:
         reasons.append(f"trained on data {candidate.tags.get('data_version')}, current data is {current_data}")
-    if champion is not None and str(champion.version) != str(candidate.version):
-        best = float(champion.tags.get(PROMOTION_METRIC, "-1"))
-        if score < best + rules.min_gain:
-            reasons.append(f"{PROMOTION_METRIC} {score:.4f} does not beat champion v{champion.version} "
-                           f"({best:.4f}) by min_gain {rules.min_gain}")
     return reasons
+
+
+def _predictions(client, version) -> pd.DataFrame:
+    """The version's normal-view test predictions, as logged with its evaluation."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = client.download_artifacts(version.run_id, "evaluation/predictions.parquet", tmp)
+        frame = pd.read_parquet(path)
+    return frame[frame["view"] == "normal"].set_index("id")
+
+
+def _rescore(name: str, version, corpus: pd.DataFrame, ids: pd.Index) -> pd.Series:
+    """Predict with a registered version on the given test documents (through its MLflow model)."""
+    import mlflow
+
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
+    texts = corpus.set_index("id").loc[ids, "text"].tolist()
+    return pd.Series(model.predict(pd.DataFrame({"text": texts}))["label"].tolist(), index=ids)
+
+
+def difference(client, name: str, a, b, corpus: pd.DataFrame | None = None) -> Difference:
+    """macro-F1 of version ``a`` minus that of ``b`` on ``a``'s test documents (paired bootstrap)."""
+    from longdoc.metrics import paired_difference
+
+    pa, pb = _predictions(client, a), _predictions(client, b)
+    rescored = set(pa.index) != set(pb.index)
+    if rescored:
+        if corpus is None:
+            raise LongdocError(f"v{a.version} and v{b.version} were scored on different test documents and no "
+                               "corpus was given to re-score on")
+        predicted_b = _rescore(name, b, corpus, pa.index)
+    else:
+        predicted_b = pb.loc[pa.index, "predicted"]
+    labels = sorted(set(pa["label"]) | set(pa["predicted"]) | set(predicted_b))
+    index = {label: i for i, label in enumerate(labels)}
+    y, ya, yb = (np.array([index[v] for v in col]) for col in (pa["label"], pa["predicted"], predicted_b))
+    point, low, high = paired_difference("macro_f1", y, ya, yb, len(labels))
+    return Difference(point, low, high, len(y), rescored)
+
+
+def _refuse(client, name: str, version, alias: str, previous: str | None, reasons: list[str]) -> None:
+    client.set_model_version_tag(name, str(version.version), "status", "challenger")
+    client.set_model_version_tag(name, str(version.version), "gate", "refused: " + "; ".join(reasons))
+    _append_audit(client, name, _entry("refused", str(version.version), alias, previous, "; ".join(reasons)))
+
+
+def _describe(version) -> str:
+    return f"v{version.version} ({version.tags.get('variant', '?')})"
+
+
+def choose(client, name: str, survivors: list, rules: GateParams) -> tuple[object, dict[str, str]]:
+    """The run's pick among candidates that passed their own checks, and why each other one lost.
+
+    A transformer must beat the baseline by ``min_gain`` at the lower bound; the best transformer is
+    the one with the highest macro-F1 point estimate.
+    """
+    baselines = [v for v in survivors if v.tags.get("kind") == BASELINE_KIND]
+    models = sorted((v for v in survivors if v.tags.get("kind") != BASELINE_KIND),
+                    key=lambda v: (-_tag(v, PROMOTION_METRIC), int(v.version)))
+    lost: dict[str, str] = {}
+    chosen = models[0] if models else baselines[0]
+    if models and baselines:
+        diff = difference(client, name, models[0], baselines[0])
+        if diff.low > rules.min_gain:
+            lost[str(baselines[0].version)] = f"{_describe(models[0])} beats the baseline: {diff}"
+        else:
+            chosen = baselines[0]
+            lost[str(models[0].version)] = (f"does not beat the baseline {_describe(baselines[0])} by min_gain "
+                                            f"{rules.min_gain}: difference {diff}")
+    for version in models[1:]:
+        score, best = _tag(version, PROMOTION_METRIC), _tag(models[0], PROMOTION_METRIC)
+        lost[str(version.version)] = f"{_describe(chosen)} is this run's choice (macro-F1 {score:.4f} vs {best:.4f})"
+    return chosen, lost
+
+
+def decide(client, tracking_uri: str, name: str, versions: list[str], alias: str, current_data: str,
+           rules: GateParams, corpus: pd.DataFrame | None = None) -> Decision:
+    """The gate for one run's candidates: at most one is promoted; every one is tagged with why."""
+    with registry_lock(tracking_uri):
+        candidates = [client.get_model_version(name, str(v)) for v in versions]
+        champion = current_champion(client, name, alias)
+        previous = str(champion.version) if champion is not None else None
+        survivors = []
+        for candidate in candidates:
+            reasons = refusals(candidate, current_data, rules)
+            if reasons:
+                _refuse(client, name, candidate, alias, previous, reasons)
+            else:
+                survivors.append(candidate)
+        if not survivors:
+            return Decision(None, False, ["every candidate was refused"], previous)
+        chosen, lost = choose(client, name, survivors, rules)
+        for candidate in survivors:
+            if str(candidate.version) in lost:
+                _refuse(client, name, candidate, alias, previous, [lost[str(candidate.version)]])
+        why = _versus_champion(client, name, chosen, champion, rules, corpus)
+        if why is None or why.startswith("refused"):
+            reason = why.removeprefix("refused: ") if why else "already champion"
+            _refuse(client, name, chosen, alias, previous, [reason])
+            return Decision(str(chosen.version), False, [reason], previous)
+        _set_champion(client, name, str(chosen.version), alias, previous, "gate", why)
+        return Decision(str(chosen.version), True, [why], previous)
+
+
+def _versus_champion(client, name: str, chosen, champion, rules: GateParams, corpus) -> str | None:
+    """Why ``chosen`` replaces the champion, or "refused: why not"; None when it is the champion."""
+    if champion is None:
+        return "no champion yet"
+    if str(champion.version) == str(chosen.version):
+        return None
+    old, new = champion.tags.get("data_version"), chosen.tags.get("data_version")
+    if old != new:
+        return f"data changed: {old} -> {new} (champion v{champion.version} was trained on older data)"
+    diff = difference(client, name, chosen, champion, corpus)
+    if diff.low > rules.min_gain:
+        return f"beats champion v{champion.version} by {diff}"
+    return f"refused: does not beat champion v{champion.version} by min_gain {rules.min_gain}: difference {diff}"
+
+
+def _set_champion(client, name: str, version: str, alias: str, previous: str | None, action: str,
+                  why: str) -> None:
+    client.set_registered_model_alias(name, alias, version)
+    client.set_model_version_tag(name, version, "status", alias)
+    client.set_model_version_tag(name, version, "gate", "passed: " + why)
+    _record(client, name, version, action, alias, previous, why)
 
 
 def _append_audit(client, name: str, entry: dict) -> None:
@@ -112,29 +274,6 @@ def _record(client, name: str, version: str, action: str, alias: str, previous: 
         client.set_model_version_tag(name, str(version), f"{alias}.{key}", str(entry[key] or ""))
 
 
-def apply_gate(client, tracking_uri: str, name: str, version: str, alias: str, current_data: str,
-               rules: GateParams) -> Decision:
-    """Promote ``version`` if it passes the gate, else tag it challenger with the reasons."""
-    with registry_lock(tracking_uri):
-        candidate = client.get_model_version(name, version)
-        champion = current_champion(client, name, alias)
-        reasons = gate(candidate, champion, current_data, rules)
-        previous = str(champion.version) if champion is not None else None
-        if reasons:
-            client.set_model_version_tag(name, version, "status", "challenger")
-            client.set_model_version_tag(name, version, "gate", "refused: " + "; ".join(reasons))
-            _append_audit(client, name, _entry("refused", version, alias, previous, "; ".join(reasons)))
-            return Decision(str(version), False, reasons, previous)
-        why = "no champion yet" if champion is None else (
-            f"{PROMOTION_METRIC} {float(candidate.tags[PROMOTION_METRIC]):.4f} beats champion v{previous} "
-            f"({float(champion.tags.get(PROMOTION_METRIC, '-1')):.4f}) by at least {rules.min_gain}")
-        client.set_registered_model_alias(name, alias, str(version))
-        client.set_model_version_tag(name, version, "status", alias)
-        client.set_model_version_tag(name, version, "gate", "passed: " + why)
-        _record(client, name, version, "gate", alias, previous, why)
-        return Decision(str(version), True, [why], previous)
-
-
 def require_model(client, name: str):
     from mlflow.exceptions import MlflowException
 
@@ -158,8 +297,8 @@ def require_version(client, name: str, version: str):
 
 
 def promote(client, tracking_uri: str, name: str, version: str, alias: str, reason: str, force: bool,
-            current_data: str, rules: GateParams) -> Decision:
-    """Manual promotion: through the gate, or past it with ``force`` and a reason."""
+            current_data: str, rules: GateParams, corpus: pd.DataFrame | None = None) -> Decision:
+    """Manual promotion: through the gate's rules against the champion, or past them with ``force``."""
     require_version(client, name, version)
     if force and not reason:
         raise LongdocError("--force needs --reason: the audit trail must say why the gate was bypassed")
@@ -169,7 +308,11 @@ def promote(client, tracking_uri: str, name: str, version: str, alias: str, reas
         previous = str(champion.version) if champion is not None else None
         if previous == str(version):
             raise LongdocError(f"{name} v{version} is already {alias}")
-        reasons = gate(candidate, champion, current_data, rules)
+        reasons = refusals(candidate, current_data, rules)
+        if not reasons:
+            verdict = _versus_champion(client, name, candidate, champion, rules, corpus) or ""
+            if verdict.startswith("refused: "):
+                reasons.append(verdict.removeprefix("refused: "))
         if reasons and not force:
             raise LongdocError(f"{name} v{version} does not pass the gate: {'; '.join(reasons)} "
                                "(use --force --reason '...' to promote anyway)")

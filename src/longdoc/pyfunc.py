@@ -25,10 +25,18 @@ def _texts(model_input) -> list[str]:
 
 
 class LongdocModel(mlflow.pyfunc.PythonModel):
-    def load_context(self, context) -> None:
-        from longdoc.inference import Predictor
+    """Any longdoc model (a transformer variant or the TF-IDF baseline) with its fitted temperature."""
 
-        self.predictor = Predictor.load(context.artifacts["model"])
+    def load_context(self, context) -> None:
+        import json
+        from pathlib import Path
+
+        from longdoc.inference import load_predictor
+
+        self.predictor = load_predictor(context.artifacts["model"])
+        calibration = context.artifacts.get("calibration")
+        if calibration and Path(calibration).is_file():
+            self.predictor.temperature = float(json.loads(Path(calibration).read_text())["temperature"])
 
     def predict(self, context, model_input, params=None) -> pd.DataFrame:
         preds = self.predictor.predict(_texts(model_input))

@@ -1,14 +1,23 @@
-"""Registering a trained model in MLflow with its evaluation and lineage.
+"""Registering a trained model in MLflow with its evaluation and lineage, under its task.
 
-Every registered version carries as tags: its key metrics, the data version from ``data.dvc``, the
-git commit, a hash of the params and the pipeline run id. Whether it becomes champion is decided by
-:mod:`longdoc.promotion`.
+A *task* is a label set (plus an optional name, ``registry.task``). Each task is its own registered
+model, ``<registry.model_name>-<task>``: MLflow aliases, version numbers and the audit trail are all
+per registered model, so ``models:/longdoc-<task>@champion`` means one thing, a champion is only
+ever compared with candidates of its own labels, and importing a corpus with other labels starts a
+new line of versions instead of fighting (or silently replacing) the old champion. One model with
+task tags would need an alias per task and a filter on every search to get the same guarantees.
+
+Every registered version carries as tags: its key metrics with their intervals, the data version
+(a hash of the validated corpus, :func:`longdoc.data.versioning.corpus_version`) with DVC's md5
+beside it, the git commit, a hash of the params and the pipeline run id. Whether it becomes
+champion is decided afterwards, once per run, by :mod:`longdoc.promotion`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -16,11 +25,16 @@ from pathlib import Path
 import pandas as pd
 
 from longdoc.config import Params
+from longdoc.errors import LongdocError
 from longdoc.tracking import artifact_root, resolve_tracking_uri, use_tracking
 
-RUNTIME_REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "pandas", "numpy", "mlflow")
-TAGGED_METRICS = ("normal_accuracy", "normal_macro_f1", "inverted_macro_f1", "inverted_gap_macro_f1",
-                  "shuffled_gap_macro_f1", "normal_ece")
+RUNTIME_REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "pandas", "numpy", "mlflow",
+                        "scikit-learn", "joblib")
+TAGGED_METRICS = ("normal_accuracy", "normal_accuracy_lo", "normal_accuracy_hi", "normal_macro_f1",
+                  "normal_macro_f1_lo", "normal_macro_f1_hi", "inverted_macro_f1", "inverted_gap_macro_f1",
+                  "inverted_gap_macro_f1_lo", "inverted_gap_macro_f1_hi", "shuffled_gap_macro_f1",
+                  "normal_ece", "normal_ece_uncalibrated", "temperature", "docs_per_second", "test_docs")
+MAX_TASK_CHARS = 48
 
 
 @dataclass
@@ -29,6 +43,8 @@ class Lineage:
     corpus_sha256: str
     git_commit: str
     pipeline_run_id: str = "local"
+    dvc_md5: str = "untracked"
+    quarantined: int = 0
 
 
 @dataclass
@@ -36,10 +52,43 @@ class Registration:
     model_name: str
     version: str
     run_id: str
-    alias: str | None
-    promoted: bool
-    reason: str
+    variant: str
     model_uri: str
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def task_name(params: Params, labels: list[str]) -> str:
+    """``registry.task`` if set, else the sorted labels (hashed when they make a long name)."""
+    if params.registry.task:
+        return _slug(params.registry.task)
+    joined = _slug("-".join(sorted(labels)))
+    if len(joined) <= MAX_TASK_CHARS:
+        return joined
+    digest = hashlib.sha256(json.dumps(sorted(labels)).encode()).hexdigest()[:8]
+    return f"{joined[:MAX_TASK_CHARS - 9].rstrip('-')}-{digest}"
+
+
+def registered_name(params: Params, labels: list[str]) -> str:
+    return f"{params.registry.model_name}-{task_name(params, labels)}"
+
+
+def ensure_task_model(client, name: str, task: str, labels: list[str]) -> None:
+    """Create the task's registered model, or check that an existing one has the same labels."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = client.get_registered_model(name)
+    except MlflowException:
+        client.create_registered_model(name, tags={"task": task, "labels": json.dumps(sorted(labels))},
+                                       description=f"longdoc task {task!r}: labels {', '.join(sorted(labels))}")
+        return
+    recorded = json.loads(model.tags.get("labels", "null") or "null")
+    if recorded is not None and sorted(recorded) != sorted(labels):
+        raise LongdocError(f"registered model {name!r} is for labels {recorded}, this corpus has {sorted(labels)}: "
+                           "set registry.task to a new name (or leave it empty to name the task by its labels)")
 
 
 def params_hash(params: Params) -> str:
@@ -67,88 +116,74 @@ def _experiment_id(mlflow, name: str, uri: str) -> str:
     return mlflow.create_experiment(name, artifact_location=artifact_root(uri))
 
 
-def _log_run_contents(mlflow, params: Params, model_dir: Path, eval_dir: Path, train_dir: Path) -> object:
+def _log_run_contents(mlflow, params: Params, model_dir: Path, eval_dir: Path, train_dir: Path | None,
+                      labels: list[str]):
     from mlflow.models import infer_signature
 
     from longdoc.pyfunc import LongdocModel
 
     metrics = json.loads((eval_dir / "metrics.json").read_text())
-    summary = json.loads((train_dir / "train_summary.json").read_text())
-    history = json.loads((train_dir / "history.json").read_text())
     mlflow.log_params(_flat("", params.model_dump()))
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-    mlflow.log_metrics({f"train_{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)})
-    for row in history:
-        mlflow.log_metric("train_loss", row["loss"], step=row["step"])
-        if "val_macro_f1" in row:
-            mlflow.log_metric("val_macro_f1", row["val_macro_f1"], step=row["step"])
-    for png in sorted(eval_dir.glob("*.png")):
-        mlflow.log_artifact(str(png), artifact_path="evaluation")
-    mlflow.log_artifact(str(eval_dir / "metrics.json"), artifact_path="evaluation")
+    if train_dir is not None:
+        summary = json.loads((train_dir / "train_summary.json").read_text())
+        mlflow.log_metrics({f"train_{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)})
+        for row in json.loads((train_dir / "history.json").read_text()):
+            mlflow.log_metric("train_loss", row["loss"], step=row["step"])
+            if "val_macro_f1" in row:
+                mlflow.log_metric("val_macro_f1", row["val_macro_f1"], step=row["step"])
+    for name in [*sorted(p.name for p in eval_dir.glob("*.png")), "metrics.json", "predictions.parquet",
+                 "calibration.json"]:
+        if (eval_dir / name).is_file():
+            mlflow.log_artifact(str(eval_dir / name), artifact_path="evaluation")
     example = pd.DataFrame({"text": ["Shares in the media giant rose after quarterly profits beat forecasts."]})
-    output = pd.DataFrame([{"label": summary["labels"][0], "n_chunks": 1,
-                            **{f"prob_{k}": 0.2 for k in summary["labels"]}}])
-    return mlflow.pyfunc.log_model(
-        name="model", python_model=LongdocModel(), artifacts={"model": str(model_dir)},
+    output = pd.DataFrame([{"label": labels[0], "n_chunks": 1, **{f"prob_{k}": 1 / len(labels) for k in labels}}])
+    artifacts = {"model": str(model_dir)}
+    if (eval_dir / "calibration.json").is_file():
+        artifacts["calibration"] = str(eval_dir / "calibration.json")
+    info = mlflow.pyfunc.log_model(
+        name="model", python_model=LongdocModel(), artifacts=artifacts,
         signature=infer_signature(example, output), input_example=example,
         pip_requirements=_pip_requirements(),
-    ), metrics
+    )
+    return info, metrics
 
 
-def register(params: Params, model_dir: Path, eval_dir: Path, train_dir: Path, lineage: Lineage) -> Registration:
-    """Log the run, register a new version with its metrics and lineage, then apply the promotion gate.
+def register(params: Params, model_dir: Path, eval_dir: Path, variant: str, labels: list[str], lineage: Lineage,
+             train_dir: Path | None = None, kind: str = "model") -> Registration:
+    """Log the run and register a new version of the task's model with its metrics and lineage.
 
+    No promotion here: the gate runs once per run over all candidates (``longdoc.promotion.decide``).
     If any step after the version exists fails, the version is deleted and the run marked failed, so
     the registry never holds a version without its metrics and lineage.
     """
-    from longdoc.promotion import apply_gate
-
     uri = resolve_tracking_uri(params.registry.tracking_uri)
     mlflow = use_tracking(uri)
     client = mlflow.MlflowClient()
-    name = params.registry.model_name
+    task = task_name(params, labels)
+    name = registered_name(params, labels)
+    ensure_task_model(client, name, task, labels)
     experiment_id = _experiment_id(mlflow, params.registry.experiment, uri)
     version = None
-    variant = json.loads((train_dir / "train_summary.json").read_text())["variant"]
+    tags = {"variant": variant, "kind": kind, "task": task, "model_name": name, **_lineage_tags(params, lineage)}
     with mlflow.start_run(experiment_id=experiment_id, run_name=variant) as run:
         try:
-            info, metrics = _log_run_contents(mlflow, params, model_dir, eval_dir, train_dir)
-            mlflow.set_tags({"variant": variant, "kind": "model", **_lineage_tags(params, lineage)})
+            info, metrics = _log_run_contents(mlflow, params, model_dir, eval_dir, train_dir, labels)
+            mlflow.set_tags(tags)
             version = mlflow.register_model(info.model_uri, name, tags={
-                "variant": variant, **{k: f"{metrics[k]:.6f}" for k in TAGGED_METRICS},
-                **_lineage_tags(params, lineage)})
-            decision = apply_gate(client, uri, name, str(version.version), params.registry.champion_alias,
-                                  lineage.data_version, params.registry.gate)
+                **tags, "labels": json.dumps(sorted(labels)), "status": "candidate",
+                **{k: f"{metrics[k]:.6f}" for k in TAGGED_METRICS if k in metrics}})
         except BaseException:
             if version is not None:
                 client.delete_model_version(name, version.version)
             raise
-    alias = params.registry.champion_alias if decision.promoted else None
-    return Registration(name, str(version.version), run.info.run_id, alias, decision.promoted, decision.reason,
-                        f"models:/{name}/{version.version}")
-
-
-def log_baseline(params: Params, eval_dir: Path, lineage: Lineage) -> str:
-    """The TF-IDF baseline as its own run (not registered): the bar in the comparison table."""
-    from longdoc.baseline import BASELINE_NAME
-
-    uri = resolve_tracking_uri(params.registry.tracking_uri)
-    mlflow = use_tracking(uri)
-    with mlflow.start_run(experiment_id=_experiment_id(mlflow, params.registry.experiment, uri),
-                          run_name=BASELINE_NAME) as run:
-        metrics = json.loads((eval_dir / "metrics.json").read_text())
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
-        mlflow.log_params(_flat("", {"data": params.data.model_dump(), "evaluate": params.evaluate.model_dump()}))
-        mlflow.set_tags({"variant": BASELINE_NAME, "kind": "baseline", **_lineage_tags(params, lineage)})
-        for png in sorted(eval_dir.glob("*.png")):
-            mlflow.log_artifact(str(png), artifact_path="evaluation")
-    return run.info.run_id
+    return Registration(name, str(version.version), run.info.run_id, variant, f"models:/{name}/{version.version}")
 
 
 def _lineage_tags(params: Params, lineage: Lineage) -> dict[str, str]:
-    return {"data_version": lineage.data_version, "corpus_sha256": lineage.corpus_sha256,
+    return {"data_version": lineage.data_version, "dvc_md5": lineage.dvc_md5, "corpus_sha256": lineage.corpus_sha256,
             "git_commit": lineage.git_commit, "params_hash": params_hash(params),
-            "pipeline_run_id": lineage.pipeline_run_id}
+            "pipeline_run_id": lineage.pipeline_run_id, "quarantined_docs": str(lineage.quarantined)}
 
 
 def registration_json(reg: Registration) -> str:

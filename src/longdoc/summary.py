@@ -1,9 +1,15 @@
-"""The closing summary of ``longdoc run``, read back from MLflow so it shows what was stored."""
+"""The closing summary of ``longdoc run``, read back from MLflow so it shows what was stored.
+
+It says in words what the table means: which model the gate chose and why, whether the TF-IDF
+baseline won and what the transformers would cost extra, and what to run next; a run where nothing
+was promoted says so instead of asking MLflow for a champion that does not exist.
+"""
 
 from __future__ import annotations
 
+import math
+
 from longdoc.config import Params
-from longdoc.data.versioning import dvc_data_version
 from longdoc.tracking import resolve_tracking_uri, use_tracking
 
 
@@ -18,50 +24,92 @@ def latest_bento(name: str) -> str | None:
     return str(bentos[-1].tag) if bentos else None
 
 
+def _interval(m: dict, key: str) -> str:
+    value, low, high = m.get(key), m.get(f"{key}_lo"), m.get(f"{key}_hi")
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    if low is None or math.isnan(low):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _cell(m: dict, key: str, digits: int = 3) -> str:
+    value = m.get(key)
+    return "" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _cost_note(runs: list, champion_run) -> str:
+    """What the best transformer would cost beyond the baseline champion, in serving speed."""
+    models = [r for r in runs if r.data.tags.get("kind") == "model"]
+    if not models:
+        return ""
+    best = max(models, key=lambda r: r.data.metrics.get("normal_macro_f1", 0))
+    base_speed = champion_run.data.metrics.get("docs_per_second", float("nan"))
+    speed = best.data.metrics.get("docs_per_second", float("nan"))
+    return (f"the best transformer, {best.data.tags.get('variant')} (macro-F1 "
+            f"{_interval(best.data.metrics, 'normal_macro_f1')}), reads {speed:.1f} docs/s against the baseline's "
+            f"{base_speed:.0f} ({base_speed / speed:.0f}x slower) and needs training")
+
+
 def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> None:
-    """The comparison of this run's models and baseline, the champion, and what to run next."""
+    """The comparison of this run's candidates, the gate's choice and reasons, and what to run next."""
     from rich.console import Console
     from rich.table import Table
 
-    from longdoc.comparison import comparison_frame
+    from longdoc.promotion import current_champion
 
     mlflow = use_tracking(params.registry.tracking_uri)
     client = mlflow.MlflowClient()
-    name = params.registry.model_name
     experiment = mlflow.get_experiment_by_name(params.registry.experiment)
     runs = client.search_runs([experiment.experiment_id], f"attributes.start_time >= {since_ms}")
     runs = [r for r in runs if r.data.tags.get("kind") in ("model", "baseline")]
-    frame = comparison_frame(client, [r.info.run_id for r in runs])
-    versions = {v.run_id: v for v in client.search_model_versions(f"name='{name}'")}
-
-    console = Console(soft_wrap=True, width=160)  # no wrapping: the tag and the next command stay copyable
+    console = Console(soft_wrap=True, width=200)  # no wrapping: the tag and the next command stay copyable
     console.rule("longdoc run: summary")
-    columns = ["accuracy", "macro-F1", "inverted acc", "inverted gap (acc)", "shuffled gap (acc)", "ECE",
-               "docs/s", "train s"]
-    table = Table("variant", "version", *columns, "gate")
-    for _, row in frame.iterrows():
-        version = versions.get(row["run_id"])
-        cells = [("" if v != v or v is None else (f"{v:.1f}" if c in ("docs/s", "train s") else f"{v:.4f}"))
-                 for c, v in row[columns].items()]
-        gate = version.tags.get("gate", "") if version else "baseline (not registered)"
-        table.add_row(row["variant"], str(version.version) if version else "-", *cells, gate[:60])
+    if not runs:
+        console.print("no candidate was registered in this run")
+        return
+    name = runs[0].data.tags["model_name"]
+    versions = {v.run_id: v for v in client.search_model_versions(f"name='{name}'")}
+    table = Table("variant", "version", "accuracy [95% CI]", "macro-F1 [95% CI]", "inverted gap (F1) [95% CI]",
+                  "shuffled gap (F1)", "ECE raw -> calibrated", "docs/s", "train steps", "gate")
+    for run in sorted(runs, key=lambda r: -r.data.metrics.get("normal_macro_f1", 0)):
+        m, version = run.data.metrics, versions.get(run.info.run_id)
+        steps = _cell(m, "train_steps", 0) if run.data.tags.get("kind") == "model" else "-"
+        table.add_row(run.data.tags.get("variant", "?"), str(version.version) if version else "-",
+                      _interval(m, "normal_accuracy"), _interval(m, "normal_macro_f1"),
+                      _interval(m, "inverted_gap_macro_f1"), _cell(m, "shuffled_gap_macro_f1"),
+                      f"{_cell(m, 'normal_ece_uncalibrated')} -> {_cell(m, 'normal_ece')}",
+                      _cell(m, "docs_per_second", 1), steps, version.tags.get("gate", "") if version else "")
     console.print(table)
-    test_docs = int(client.get_run(runs[0].info.run_id).data.metrics.get("test_docs", 0)) if runs else 0
-    champion = client.get_model_version_by_alias(name, params.registry.champion_alias)
-    bento = latest_bento("longdoc") or "none"
+    first = runs[0]
+    champion = current_champion(client, name, params.registry.champion_alias)
+    promoted = outputs.get("decision") == "package"
+    m = first.data.metrics
     rows = [
-        ("data version (data.dvc)", dvc_data_version()),
-        ("validation", f"passed; evaluated on {test_docs} test documents"),
-        ("champion", f"{name} version {champion.version} ({champion.tags.get('variant', '?')}), "
-                     f"models:/{name}@{params.registry.champion_alias}"),
+        ("task", f"{first.data.tags.get('task')} (registered model {name})"),
+        ("data version", f"{first.data.tags.get('data_version')} (hash of the validated corpus; DVC md5 "
+                         f"{first.data.tags.get('dvc_md5', 'untracked')})"),
+        ("validation", f"passed; {first.data.tags.get('quarantined_docs', '0')} document(s) quarantined; evaluated on "
+                       f"{int(m.get('test_docs', 0))} test documents ({int(m.get('single_unit_docs', 0))} with a "
+                       "single unit, left out of the robustness gaps)"),
         ("tracking URI", resolve_tracking_uri(params.registry.tracking_uri)),
-        ("Bento", bento),
-        ("next", f"longdoc serve --bento {bento}   # or: bentoml serve {bento}"),
     ]
-    if params.train.overrides:
-        budget = "; ".join(f"{name}: " + ", ".join(f"{k}={v}" for k, v in override.items())
-                           for name, override in params.train.overrides.items())
-        rows.insert(2, ("training budget", f"scaled by train.overrides in params.yaml ({budget})"))
+    if champion is None:
+        rows.append(("champion", "none: every candidate was refused (see the gate column); nothing was packaged"))
+    else:
+        gate = champion.tags.get("gate", "")
+        rows.append(("champion", f"{name} v{champion.version} ({champion.tags.get('variant', '?')}), "
+                                 f"models:/{name}@{params.registry.champion_alias}: {gate}"))
+        if champion.tags.get("kind") == "baseline":
+            base_run = next((r for r in runs if r.info.run_id == champion.run_id), None)
+            note = _cost_note(runs, base_run) if base_run else ""
+            rows.append(("baseline wins", "no transformer beat TF-IDF + logistic regression by min_gain on these "
+                                          f"test documents; {note}"))
+    if promoted:
+        bento = latest_bento("longdoc") or "none"
+        rows += [("Bento", bento), ("next", f"longdoc serve --bento {bento}   # or: bentoml serve {bento}")]
+    else:
+        rows.append(("Bento", "the gate promoted no new champion this run: nothing new was packaged"))
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         console.print(f"[bold]{key:<{width}}[/]  {value}", highlight=False)
