@@ -8,6 +8,7 @@ import os
 import subprocess
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from longdoc.config import ChunkingParams, parse_params
@@ -15,7 +16,7 @@ from longdoc.errors import LongdocError
 from longdoc.models.base import VariantSettings
 from longdoc.models.encoder import ChunkEncoder
 from longdoc.models.io import ModelCard, build_classifier, save_classifier
-from longdoc.promotion import apply_gate, audit_trail, promote, rollback
+from longdoc.promotion import audit_trail, decide, promote, rollback
 from longdoc.registry import Lineage, register
 from tests.conftest import BIN, ROOT
 
@@ -39,117 +40,194 @@ def model_dirs(tmp_path_factory, tokenizer) -> Path:
 def registry(tmp_path, monkeypatch):
     uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    params = parse_params({"registry": {"gate": {"min_gain": 0.01, "max_inverted_gap": 0.05}}})
+    params = parse_params({"registry": {"gate": {"min_gain": 0.0, "max_inverted_gap": 0.02}}})
     import mlflow
 
     return params, uri, mlflow.MlflowClient(uri, uri)
 
 
-def _candidate(params, model_dirs: Path, tmp_path: Path, macro_f1: float, inverted_gap: float,
-               data: str = "data-v1"):
-    """Register a real version whose evaluation reports these scores."""
-    eval_dir = tmp_path / f"eval-{macro_f1}-{inverted_gap}-{data}"
+N_DOCS = 60
+NAME = "longdoc-business-sports"  # one registered model per task, named by its labels
+
+
+def _predictions(correct: int, ids: list[str]) -> pd.DataFrame:
+    """Normal-view predictions with exactly ``correct`` right answers (labels alternate)."""
+    labels = [LABELS[i % 2] for i in range(len(ids))]
+    predicted = [y if i < correct else LABELS[1 - LABELS.index(y)] for i, y in enumerate(labels)]
+    return pd.DataFrame({"id": ids, "view": "normal", "label": labels, "predicted": predicted})
+
+
+def _candidate(params, model_dirs: Path, tmp_path: Path, correct: int, gap_lo: float = -0.01,
+               data: str = "data-v1", kind: str = "model", ids: list[str] | None = None):
+    """Register a real version whose evaluation got ``correct`` of the test documents right."""
+    ids = ids or [f"doc-{i:03d}" for i in range(N_DOCS)]
+    eval_dir = tmp_path / f"eval-{correct}-{gap_lo}-{data}-{kind}-{ids[0]}"
     eval_dir.mkdir(exist_ok=True)
-    metrics = {"normal_accuracy": macro_f1, "normal_macro_f1": macro_f1, "inverted_macro_f1": macro_f1 - inverted_gap,
-               "inverted_gap_macro_f1": inverted_gap, "shuffled_gap_macro_f1": 0.0, "normal_ece": 0.05}
+    _predictions(correct, ids).to_parquet(eval_dir / "predictions.parquet", index=False)
+    score = correct / len(ids)
+    metrics = {"normal_accuracy": score, "normal_macro_f1": score, "inverted_macro_f1": score,
+               "inverted_gap_macro_f1": gap_lo + 0.02, "inverted_gap_macro_f1_lo": gap_lo,
+               "inverted_gap_macro_f1_hi": gap_lo + 0.04, "shuffled_gap_macro_f1": 0.0, "normal_ece": 0.05}
     (eval_dir / "metrics.json").write_text(json.dumps(metrics))
-    return register(params, model_dirs / "train" / "model", eval_dir, model_dirs / "train",
-                    Lineage(data, "sha", "commit", "test"))
+    variant = "tfidf_logreg" if kind == "baseline" else "head"
+    return register(params, model_dirs / "train" / "model", eval_dir, variant, LABELS,
+                    Lineage(data, "sha", "commit", "test"), train_dir=model_dirs / "train", kind=kind)
 
 
-def test_gate_promotes_better_refuses_worse_and_fragile(registry, model_dirs, tmp_path):
+def _gate(params, uri, client, regs, data="data-v1", corpus=None):
+    return decide(client, uri, NAME, [r.version for r in regs], "champion", data, params.registry.gate, corpus)
+
+
+def test_gate_promotes_a_clear_gain_and_refuses_noise_and_fragility(registry, model_dirs, tmp_path):
     params, uri, client = registry
-    first = _candidate(params, model_dirs, tmp_path, 0.80, 0.01)
-    assert first.promoted and first.reason == "no champion yet"
-    better = _candidate(params, model_dirs, tmp_path, 0.85, 0.02)
-    assert better.promoted
-    worse = _candidate(params, model_dirs, tmp_path, 0.855, 0.01)  # +0.005 < min_gain 0.01
-    fragile = _candidate(params, model_dirs, tmp_path, 0.95, 0.10)  # better, but loses 10 points inverted
-    assert not worse.promoted and not fragile.promoted
-    assert str(client.get_model_version_by_alias("longdoc", "champion").version) == better.version
-    assert "by min_gain 0.01" in client.get_model_version("longdoc", worse.version).tags["gate"]
-    fragile_tags = client.get_model_version("longdoc", fragile.version).tags
+    first = _candidate(params, model_dirs, tmp_path, 40)
+    assert first.model_name == NAME
+    assert _gate(params, uri, client, [first]).reasons == ["no champion yet"]
+    better = _candidate(params, model_dirs, tmp_path, 58)  # +18 of 60 documents: the interval is above 0
+    decision = _gate(params, uri, client, [better])
+    assert decision.promoted and decision.previous == first.version
+    assert decision.reason.startswith(f"beats champion v{first.version} by +0.3")
+    noise = _candidate(params, model_dirs, tmp_path, 59)  # one document more: within noise
+    fragile = _candidate(params, model_dirs, tmp_path, 60, gap_lo=0.05)  # surely loses 5 points inverted
+    assert not _gate(params, uri, client, [noise]).promoted
+    assert not _gate(params, uri, client, [fragile]).promoted
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == better.version
+    noise_gate = client.get_model_version(NAME, noise.version).tags["gate"]
+    assert noise_gate.startswith(f"refused: does not beat champion v{better.version} by min_gain 0.0")
+    assert "on 60 test documents" in noise_gate
+    fragile_tags = client.get_model_version(NAME, fragile.version).tags
     assert fragile_tags["status"] == "challenger"
-    assert "inverted gap 0.1000 exceeds max_inverted_gap 0.05" in fragile_tags["gate"]
-    actions = [(e["action"], e["version"]) for e in audit_trail(client, "longdoc")]
+    assert "lower bound above max_inverted_gap 0.02" in fragile_tags["gate"]
+    actions = [(e["action"], e["version"]) for e in audit_trail(client, NAME)]
     assert actions == [("gate", "1"), ("gate", "2"), ("refused", "3"), ("refused", "4")]
 
 
-def test_stale_data_is_refused(registry, model_dirs, tmp_path):
+def test_baseline_wins_unless_a_transformer_beats_it(registry, model_dirs, tmp_path):
     params, uri, client = registry
-    old = _candidate(params, model_dirs, tmp_path, 0.9, 0.0, data="data-v0")
-    decision = apply_gate(client, uri, "longdoc", old.version, "champion", "data-v1", params.registry.gate)
-    assert not decision.promoted and "current data is data-v1" in decision.reason
+    base = _candidate(params, model_dirs, tmp_path, 50, kind="baseline")
+    close = _candidate(params, model_dirs, tmp_path, 52)  # higher point estimate, interval includes 0
+    decision = _gate(params, uri, client, [close, base])
+    assert decision.promoted and decision.version == base.version
+    assert client.get_model_version(NAME, close.version).tags["gate"].startswith(
+        f"refused: does not beat the baseline v{base.version} (tfidf_logreg)")
+    base2 = _candidate(params, model_dirs, tmp_path, 40, kind="baseline")
+    clear = _candidate(params, model_dirs, tmp_path, 60)
+    decision = _gate(params, uri, client, [clear, base2])
+    assert decision.version == clear.version and decision.promoted  # beats both the baseline and the champion
+    assert "beats the baseline" in client.get_model_version(NAME, base2.version).tags["gate"]
+
+
+def test_stale_data_is_refused_and_new_data_replaces_the_champion(registry, model_dirs, tmp_path):
+    params, uri, client = registry
+    old = _candidate(params, model_dirs, tmp_path, 58, data="data-v0")
+    assert _gate(params, uri, client, [old], data="data-v0").promoted
+    stale = _candidate(params, model_dirs, tmp_path, 60, data="data-v0")
+    decision = _gate(params, uri, client, [stale], data="data-v1")
+    assert not decision.promoted and "trained on data data-v0, current data is data-v1" in decision.reason
+    fresh = _candidate(params, model_dirs, tmp_path, 40, data="data-v1")  # lower score, but on the current data
+    decision = _gate(params, uri, client, [fresh], data="data-v1")
+    assert decision.promoted and decision.reason.startswith("data changed: data-v0 -> data-v1")
+    assert audit_trail(client, NAME)[-1]["why"].startswith("data changed: data-v0 -> data-v1")
+
+
+def test_champion_is_rescored_on_the_candidates_test_split(registry, model_dirs, tmp_path, small_corpus):
+    """Different test documents: the champion's real MLflow model predicts the candidate's documents."""
+    from longdoc.data.corpus import read_corpus
+
+    params, uri, client = registry
+    corpus = read_corpus(small_corpus)
+    corpus = corpus[corpus["label"].isin(LABELS)].reset_index(drop=True)
+    ids = corpus["id"].tolist()
+    champion = _candidate(params, model_dirs, tmp_path, 10, ids=ids[:12])
+    assert _gate(params, uri, client, [champion]).promoted
+    candidate = _candidate(params, model_dirs, tmp_path, 24, ids=ids)  # all 24 right, on other documents
+    with pytest.raises(LongdocError, match="different test documents"):
+        _gate(params, uri, client, [candidate])
+    decision = _gate(params, uri, client, [candidate], corpus=corpus)
+    assert "champion re-scored on the candidate's test split" in decision.reason
+    assert "on 24 test documents" in decision.reason
 
 
 def test_manual_promotion_needs_force_and_a_reason_past_the_gate_then_rollback(registry, model_dirs, tmp_path):
     params, uri, client = registry
-    a = _candidate(params, model_dirs, tmp_path, 0.90, 0.0)
-    b = _candidate(params, model_dirs, tmp_path, 0.70, 0.0)
+    a = _candidate(params, model_dirs, tmp_path, 55)
+    assert _gate(params, uri, client, [a]).promoted
+    b = _candidate(params, model_dirs, tmp_path, 40)
     gate = params.registry.gate
     with pytest.raises(LongdocError, match="does not pass the gate"):
-        promote(client, uri, "longdoc", b.version, "champion", "", False, "data-v1", gate)
+        promote(client, uri, NAME, b.version, "champion", "", False, "data-v1", gate)
     with pytest.raises(LongdocError, match="--force needs --reason"):
-        promote(client, uri, "longdoc", b.version, "champion", "", True, "data-v1", gate)
-    forced = promote(client, uri, "longdoc", b.version, "champion", "hotfix for label drift", True, "data-v1", gate)
+        promote(client, uri, NAME, b.version, "champion", "", True, "data-v1", gate)
+    forced = promote(client, uri, NAME, b.version, "champion", "hotfix for label drift", True, "data-v1", gate)
     assert forced.previous == a.version and "forced past" in forced.reason
-    tags = client.get_model_version("longdoc", b.version).tags
+    tags = client.get_model_version(NAME, b.version).tags
     assert tags["champion.why"].startswith("hotfix for label drift") and tags["champion.previous"] == a.version
 
-    back = rollback(client, uri, "longdoc", "champion", "hotfix made things worse")
+    back = rollback(client, uri, NAME, "champion", "hotfix made things worse")
     assert back.version == a.version
-    assert str(client.get_model_version_by_alias("longdoc", "champion").version) == a.version
-    last = audit_trail(client, "longdoc")[-1]
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == a.version
+    last = audit_trail(client, NAME)[-1]
     assert (last["action"], last["version"], last["previous"]) == ("rollback", a.version, b.version)
     with pytest.raises(LongdocError, match="no previous champion"):
-        rollback(client, uri, "longdoc", "champion", "")  # a was the first champion
+        rollback(client, uri, NAME, "champion", "")  # a was the first champion
 
 
 def test_two_concurrent_promotions_leave_one_champion_and_a_consistent_trail(registry, model_dirs, tmp_path):
     params, uri, client = registry
-    versions = [_candidate(params, model_dirs, tmp_path, 0.5 + i / 10, 0.0).version for i in range(3)]
+    versions = [_candidate(params, model_dirs, tmp_path, 30 + i * 10).version for i in range(3)]
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
-    procs = [subprocess.Popen([str(BIN / "longdoc"), "models", "promote", "longdoc", v, "--force", "--reason",
+    procs = [subprocess.Popen([str(BIN / "longdoc"), "models", "promote", NAME, v, "--force", "--reason",
                                f"race {v}"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for v in versions[:2]]
     results = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], results
-    trail = [e for e in audit_trail(client, "longdoc") if e["action"] == "promote"]
+    trail = [e for e in audit_trail(client, NAME) if e["action"] == "promote"]
     assert len(trail) == 2
     # serialised: the second promotion saw the first one's result as its previous champion
     assert trail[1]["previous"] == trail[0]["version"]
-    champion = client.get_model_version_by_alias("longdoc", "champion")
+    champion = client.get_model_version_by_alias(NAME, "champion")
     assert str(champion.version) == trail[1]["version"]
-    holders = [v for v in versions if "champion" in client.get_model_version("longdoc", v).aliases]
+    holders = [v for v in versions if "champion" in client.get_model_version(NAME, v).aliases]
     assert holders == [str(champion.version)]
 
 
 @pytest.mark.parametrize("args, message", [
-    (["models", "promote", "longdoc", "two"], "version must be a number, got 'two'"),
+    (["models", "promote", NAME, "two"], "version must be a number, got 'two'"),
     (["models", "promote", "nosuchmodel", "1"], "no registered model named 'nosuchmodel'"),
-    (["models", "promote", "longdoc", "99"], "model 'longdoc' has no version 99"),
+    (["models", "promote", NAME, "99"], f"model '{NAME}' has no version 99"),
     (["models", "rollback", "nosuchmodel"], "no registered model named 'nosuchmodel'"),
 ])
 def test_bad_input_is_refused_and_changes_nothing(registry, model_dirs, tmp_path, args, message):
     params, uri, client = registry
-    first = _candidate(params, model_dirs, tmp_path, 0.8, 0.0)
-    before = (audit_trail(client, "longdoc"), client.get_model_version_by_alias("longdoc", "champion").version)
+    first = _candidate(params, model_dirs, tmp_path, 50)
+    _gate(params, uri, client, [first])
+    before = (audit_trail(client, NAME), client.get_model_version_by_alias(NAME, "champion").version)
     done = subprocess.run([str(BIN / "longdoc"), *args], cwd=ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": uri},
                           capture_output=True, text=True)
     assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr
-    after = (audit_trail(client, "longdoc"), client.get_model_version_by_alias("longdoc", "champion").version)
+    after = (audit_trail(client, NAME), client.get_model_version_by_alias(NAME, "champion").version)
     assert after == before and str(after[1]) == first.version
 
 
 def test_version_of_another_model_is_refused(registry, model_dirs, tmp_path):
     params, uri, client = registry
-    other = parse_params({"registry": {"model_name": "other"}})
-    _candidate(params, model_dirs, tmp_path, 0.8, 0.0)
-    third = [_candidate(other, model_dirs, tmp_path, 0.8 + i / 100, 0.0) for i in range(2)][-1]
-    assert third.version == "2"  # exists for "other", not for "longdoc"
-    done = subprocess.run([str(BIN / "longdoc"), "models", "promote", "longdoc", third.version], cwd=ROOT,
+    other = parse_params({"registry": {"task": "other"}})
+    _candidate(params, model_dirs, tmp_path, 50)
+    third = [_candidate(other, model_dirs, tmp_path, 50 + i) for i in range(2)][-1]
+    assert (third.model_name, third.version) == ("longdoc-other", "2")  # exists for the other task only
+    done = subprocess.run([str(BIN / "longdoc"), "models", "promote", NAME, third.version], cwd=ROOT,
                           env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True)
-    assert done.returncode == 2 and "model 'longdoc' has no version 2" in done.stderr
+    assert done.returncode == 2 and f"model '{NAME}' has no version 2" in done.stderr
+
+
+def test_a_task_name_cannot_change_its_labels(registry, model_dirs, tmp_path):
+    params, uri, client = registry
+    named = parse_params({"registry": {"task": "news"}})
+    _candidate(named, model_dirs, tmp_path, 50)
+    with pytest.raises(LongdocError, match="is for labels \\['business', 'sports'\\], this corpus has"):
+        register(named, model_dirs / "train" / "model", tmp_path / "eval-50--0.01-data-v1-model-doc-000", "head",
+                 ["business", "tech"], Lineage("data-v1", "sha", "commit", "test"), train_dir=model_dirs / "train")
+    assert len(client.search_model_versions("name='longdoc-news'")) == 1
 
 
 def test_unreachable_tracking_uri():
@@ -160,7 +238,10 @@ def test_unreachable_tracking_uri():
 
 def test_models_list_shows_aliases(registry, model_dirs, tmp_path):
     params, uri, client = registry
-    _candidate(params, model_dirs, tmp_path, 0.8, 0.0)
-    done = subprocess.run([str(BIN / "longdoc"), "models", "list"], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "MLFLOW_TRACKING_URI": uri, "COLUMNS": "200"})
+    _gate(params, uri, client, [_candidate(params, model_dirs, tmp_path, 48)])
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "COLUMNS": "200"}
+    tasks = subprocess.run([str(BIN / "longdoc"), "models", "list"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert tasks.returncode == 0 and NAME in tasks.stdout and '["business", "sports"]' in tasks.stdout
+    done = subprocess.run([str(BIN / "longdoc"), "models", "list", NAME], cwd=ROOT, capture_output=True, text=True,
+                          env=env)
     assert done.returncode == 0 and "champion" in done.stdout and "0.8000" in done.stdout

@@ -65,15 +65,68 @@ def data_demo(out: Annotated[Path, typer.Option(help="Where to write the JSONL c
 @data_app.command("import")
 def data_import(source: Annotated[Path, typer.Argument(help="A JSONL file or a folder of <label>/*.txt.")],
                 out: Annotated[Path, typer.Option(help="Where to write the JSONL corpus.")] = Path("data/corpus.jsonl"),
-                dvc: Annotated[bool, typer.Option(help="Run `dvc add` on the data folder.")] = True) -> None:
-    """Import a corpus into the project's JSONL format."""
+                dvc: Annotated[bool, typer.Option(help="Run `dvc add` on the data folder.")] = True,
+                params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Import a corpus into the project's JSONL format, first showing what validation would do with it."""
     from longdoc.data.corpus import read_corpus, write_jsonl
 
     frame = read_corpus(source)
+    if params.is_file():
+        _preview_policy(frame, _params(params, set_))
+    else:
+        _console().print(f"[yellow]no {params}: skipped the validation preview[/]")
     write_jsonl(frame, out)
     _console().print(f"imported {len(frame)} documents ({frame['label'].nunique()} labels) into {out}")
     if dvc:
         _dvc_add(out.parent)
+
+
+PREVIEW_ROWS = 20
+
+
+def _preview_policy(frame, cfg) -> None:
+    """Say before writing what the run's validation would do, so a bad document surfaces at import, not
+    minutes into a run. Informational only: the import itself refuses unreadable files alone."""
+    from longdoc.data.splits import assign_splits, sample_per_label
+    from longdoc.validation import plan_policy
+
+    data = cfg.data
+    plan = plan_policy(assign_splits(sample_per_label(frame, data.sample_per_label, data.seed), data), data)
+    policy = f"data.on_invalid={data.on_invalid}, data.max_invalid_fraction={data.max_invalid_fraction:g}"
+    console = _console()
+    if plan.failure:
+        console.print(f"validation would fail the run ({policy}): {plan.failure}", style="red", markup=False,
+                      soft_wrap=True)
+    elif plan.quarantined.empty:
+        console.print(f"validation would pass: all {len(plan.kept)} documents are valid ({policy})", markup=False,
+                      soft_wrap=True)
+        return
+    else:
+        console.print(f"validation would quarantine {len(plan.quarantined)} of {plan.report.documents} "
+                      f"documents ({policy}):", markup=False, soft_wrap=True)
+    if not plan.invalid.empty:
+        console.print(_invalid_table(plan.invalid))
+    elif plan.failure:
+        console.print(plan.report.to_markdown(), markup=False)
+
+
+def _invalid_table(invalid):
+    """At most PREVIEW_ROWS documents, then a count: a long list would scroll the verdict away.
+
+    ``invalid`` is indexed by row position (assign_splits resets the index), which names a document
+    without an id."""
+    from rich.table import Table
+    from rich.text import Text
+
+    from longdoc.validation import document_name
+
+    table = Table("id", "reason")
+    table.columns[0].no_wrap = True
+    for row in invalid.head(PREVIEW_ROWS).itertuples():
+        table.add_row(Text(document_name(row.id, row.Index)), Text("; ".join(row.reasons)))
+    if len(invalid) > PREVIEW_ROWS:
+        table.add_row(f"... and {len(invalid) - PREVIEW_ROWS} more", "")
+    return table
 
 
 def _dvc_add(folder: Path) -> None:
@@ -98,7 +151,10 @@ def validate(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 
     cfg = _params(params, set_)
     summary = run(cfg, cfg.data.corpus, out)
-    _console().print(f"validation passed: {summary['documents']} documents, splits {summary['splits']}")
+    quarantined = (f"{summary['quarantined']} quarantined (see {summary['quarantine_file']})"
+                   if summary["quarantined"] else "none quarantined")
+    _console().print(f"validation passed: {summary['documents']} documents, {quarantined}, "
+                     f"splits {summary['splits']}", markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -135,13 +191,12 @@ def evaluate(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, model
 def register(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, train_dir: Path = OUT / "train",
              eval_dir: Path = OUT / "eval", corpus: Path = OUT / "validation",
              out: Path = OUT / "registration.json") -> None:
-    """Register the model in MLflow and apply the promotion rule (stage 5)."""
-    from longdoc.data.versioning import dvc_data_version
+    """Register the model in MLflow as a candidate of its task (stage 5; `longdoc gate` decides)."""
     from longdoc.lineage import git_commit
     from longdoc.registry import registration_json
     from longdoc.stages import register as run
 
-    reg = run(_params(params, set_), train_dir, eval_dir, corpus, dvc_data_version(), git_commit(), "dvc")
+    reg = run(_params(params, set_), train_dir, eval_dir, corpus, git_commit(), "dvc")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(registration_json(reg))
     _console().print(registration_json(reg))
@@ -150,50 +205,78 @@ def register(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, train
 @app.command()
 def baseline(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, corpus: Path = OUT / "validation",
              out: Path = OUT / "baseline") -> None:
-    """Fit, evaluate and log the TF-IDF + logistic regression baseline."""
-    import json
-
-    from longdoc.data.versioning import dvc_data_version
+    """Fit, evaluate and register the TF-IDF + logistic regression baseline as a candidate."""
     from longdoc.lineage import git_commit
+    from longdoc.registry import registration_json
     from longdoc.stages import baseline as run
 
-    run_id = run(_params(params, set_), corpus, out, dvc_data_version(), git_commit(), "dvc")
-    (out / "run.json").write_text(json.dumps({"run_id": run_id}))
-    _console().print(f"baseline logged as MLflow run {run_id}")
+    reg = run(_params(params, set_), corpus, out, git_commit(), "dvc")
+    (out / "run.json").write_text(registration_json(reg))
+    _console().print(f"baseline registered as {reg.model_name} v{reg.version} (MLflow run {reg.run_id})")
+
+
+def _registrations(files: list[Path] | None) -> list[dict]:
+    import json
+
+    files = files or sorted([*(OUT / "registration").glob("*.json"), OUT / "baseline" / "run.json"])
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise LongdocError(f"registration files not found: {', '.join(missing)}")
+    return [json.loads(f.read_text()) for f in files]
+
+
+RunsArg = Annotated[list[Path] | None, typer.Argument(help="Registration JSON files (default: outputs/registration/"
+                                                            "*.json and outputs/baseline/run.json).")]
 
 
 @app.command()
-def compare(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
-            runs: Annotated[list[Path] | None, typer.Argument(help="JSON files with a run_id (registrations, "
-                                                                   "baseline).")] = None,
+def gate(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, runs: RunsArg = None,
+         corpus: Path = OUT / "validation", out: Path = OUT / "gate.json") -> None:
+    """One promotion decision over this run's candidates (the variants and the baseline)."""
+    import json
+    from dataclasses import asdict
+
+    from longdoc.stages import gate as run
+
+    regs = _registrations(runs)
+    names = {r["model_name"] for r in regs}
+    if len(names) != 1:
+        raise LongdocError(f"the candidates belong to {len(names)} tasks {sorted(names)}: gate one task at a time")
+    decision = run(_params(params, set_), names.pop(), [r["version"] for r in regs], corpus)
+    verdict = f"v{decision.version} is the new champion" if decision.promoted else "no new champion"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(asdict(decision), indent=2))
+    _console().print(f"gate: {verdict}: {decision.reason}")
+
+
+@app.command()
+def compare(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, runs: RunsArg = None,
             out: Path = OUT / "comparison") -> None:
     """The comparison table across variants and the baseline (markdown, CSV, PNGs, MLflow)."""
-    import json
-
     from longdoc.stages import compare as run
 
-    files = runs or sorted([*(OUT / "registration").glob("*.json"), OUT / "baseline" / "run.json"])
-    missing = [str(f) for f in files if not f.is_file()]
-    if missing:
-        raise LongdocError(f"run files not found: {', '.join(missing)}")
-    champion = run(_params(params, set_), [json.loads(f.read_text())["run_id"] for f in files], out)
-    _console().print(f"wrote {out / 'comparison.md'}; champion is v{champion}")
+    regs = _registrations(runs)
+    champion = run(_params(params, set_), [r["run_id"] for r in regs], out, regs[0]["model_name"])
+    _console().print(f"wrote {out / 'comparison.md'}; champion is {'v' + champion if champion else 'none'}")
 
 
 @app.command()
 def package(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+            model: Annotated[str | None, typer.Option(help="Registered model (task); default: the one in "
+                                                           "outputs/baseline/run.json.")] = None,
             version: Annotated[str | None, typer.Option(help="A model version instead of the champion.")] = None,
             out: Path = OUT / "bento.json") -> None:
-    """Import the champion into BentoML and build the Bento (stage 6)."""
+    """Import the task's champion into BentoML and build the Bento (stage 6)."""
     import json
     from dataclasses import asdict
 
     from longdoc.stages import package as run
 
-    packaged = run(_params(params, set_), version)
+    name = model or _registrations([OUT / "baseline" / "run.json"])[0]["model_name"]
+    packaged = run(_params(params, set_), name, version)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(asdict(packaged), indent=2))
-    _console().print(f"bento {packaged.bento_tag} (model {packaged.model_tag}, registry version "
+    _console().print(f"bento {packaged.bento_tag} (model {packaged.model_tag}, {name} version "
                      f"{packaged.model_version})")
 
 
@@ -225,10 +308,22 @@ def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     from pipelines.runner import run_local
 
     started_ms = int(time.time() * 1000)
+    _preflight(cfg)
     outputs = run_local(cfg)
     print_summary(cfg, outputs, started_ms)
-    if outputs.get("decision") != "package":
-        _console().print("the gate promoted no new champion this run: nothing new was packaged")
+
+
+def _preflight(cfg) -> None:
+    """Validate the corpus before kfp starts, so bad data ends in its report, not in kfp's traceback."""
+    import tempfile
+
+    from longdoc.stages import validate as run_validate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = run_validate(cfg, cfg.data.corpus, Path(tmp))
+    if summary.get("quarantined"):
+        _console().print(f"[yellow]{summary['quarantined']} document(s) will be quarantined[/] "
+                         f"(data.on_invalid: quarantine); the validate step writes quarantine.jsonl")
 
 
 @pipeline_app.command("compile")
@@ -275,28 +370,39 @@ def _registry(params: Path, set_: list[str] | None):
     return cfg, uri, use_tracking(uri).MlflowClient()
 
 
-NameArg = Annotated[str, typer.Argument(help="Registered model name.")]
+NameArg = Annotated[str, typer.Argument(help="Registered model name: longdoc-<task> (`longdoc models list`).")]
 VersionArg = Annotated[str, typer.Argument(help="Model version number.")]
 
 
 @models_app.command("list")
-def models_list(name: NameArg = "longdoc", params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Versions with their aliases, status and key metrics."""
+def models_list(name: Annotated[str | None, typer.Argument(help="A registered model; default: every task.")] = None,
+                params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Tasks (registered models) with their labels and champion, or one model's versions."""
     from rich.table import Table
 
     from longdoc.promotion import require_model
 
     cfg, _, client = _registry(params, set_)
+    if name is None:
+        table = Table("registered model", "task", "labels", "versions", "champion", title="tasks")
+        for model in client.search_registered_models(f"name LIKE '{cfg.registry.model_name}-%'"):
+            count = len(client.search_model_versions(f"name='{model.name}'"))
+            table.add_row(model.name, model.tags.get("task", ""), model.tags.get("labels", ""), str(count),
+                          str(model.aliases.get(cfg.registry.champion_alias, "")))
+        _console().print(table)
+        return
     aliases: dict[str, list[str]] = {}
     for alias, version in require_model(client, name).aliases.items():
         aliases.setdefault(str(version), []).append(alias)
-    table = Table("version", "variant", "aliases", "status", "macro-F1", "inverted gap", "data", "commit",
+    table = Table("version", "variant", "aliases", "status", "macro-F1 [95% CI]", "inverted gap", "data", "commit",
                   title=f"{name}")
     for v in sorted(client.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version)):
-        table.add_row(str(v.version), v.tags.get("variant", ""), ", ".join(aliases.get(str(v.version), [])),
-                      v.tags.get("status", ""),
-                      v.tags.get("normal_macro_f1", "")[:6], v.tags.get("inverted_gap_macro_f1", "")[:7],
-                      v.tags.get("data_version", "")[:10], v.tags.get("git_commit", "")[:8])
+        t = v.tags
+        f1 = f"{t.get('normal_macro_f1', '')[:6]} [{t.get('normal_macro_f1_lo', '')[:6]}, " \
+             f"{t.get('normal_macro_f1_hi', '')[:6]}]"
+        table.add_row(str(v.version), t.get("variant", ""), ", ".join(aliases.get(str(v.version), [])),
+                      t.get("status", ""), f1, t.get("inverted_gap_macro_f1", "")[:7],
+                      t.get("data_version", "")[:16], t.get("git_commit", "")[:8])
     _console().print(table)
 
 
@@ -306,12 +412,13 @@ def models_promote(name: NameArg, version: VersionArg,
                    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "",
                    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Make VERSION the champion, through the gate (or past it with --force --reason)."""
-    from longdoc.data.versioning import dvc_data_version
-    from longdoc.promotion import promote
+    from longdoc.promotion import promote, require_version
 
     cfg, uri, client = _registry(params, set_)
+    require_version(client, name, version)
+    current, corpus = _current_data(cfg)
     decision = promote(client, uri, name, version, cfg.registry.champion_alias, reason, force,
-                       dvc_data_version(), cfg.registry.gate)
+                       current, cfg.registry.gate, corpus)
     _console().print(f"{name} v{decision.version} is now {cfg.registry.champion_alias} "
                      f"(previous: v{decision.previous}); {decision.reason}")
 
@@ -319,21 +426,37 @@ def models_promote(name: NameArg, version: VersionArg,
 @models_app.command("gate")
 def models_gate(name: NameArg, version: VersionArg, params: ParamsOpt = Path("params.yaml"),
                 set_: SetOpt = None) -> None:
-    """Apply the promotion gate to VERSION: champion if it passes, challenger with reasons if not."""
-    from longdoc.data.versioning import dvc_data_version
-    from longdoc.promotion import apply_gate, require_version
+    """Apply the promotion gate to VERSION against the task's champion and the current corpus."""
+    from longdoc.promotion import decide, require_version
 
     cfg, uri, client = _registry(params, set_)
     require_version(client, name, version)
-    decision = apply_gate(client, uri, name, version, cfg.registry.champion_alias, dvc_data_version(),
-                          cfg.registry.gate)
+    current, corpus = _current_data(cfg)
+    decision = decide(client, uri, name, [version], cfg.registry.champion_alias, current, cfg.registry.gate, corpus)
     verdict = "promoted" if decision.promoted else "refused (challenger)"
     _console().print(f"{name} v{version}: {verdict}: {decision.reason}")
     raise typer.Exit(0 if decision.promoted else 1)
 
 
+def _current_data(cfg):
+    """The data version of the configured corpus as validated now (what the gate compares against).
+
+    When the corpus cannot be read or validated, the version is "unknown (why)": the gate then
+    refuses on data, and ``--force --reason`` remains the way past it.
+    """
+    import tempfile
+
+    from longdoc.stages import current_data
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            return current_data(cfg, Path(tmp))
+        except LongdocError as err:
+            return f"unknown ({str(err).splitlines()[0]})", None
+
+
 @models_app.command("rollback")
-def models_rollback(name: NameArg = "longdoc",
+def models_rollback(name: NameArg,
                     reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "",
                     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Give the champion alias back to the previous champion."""
@@ -347,7 +470,7 @@ def models_rollback(name: NameArg = "longdoc",
 
 
 @models_app.command("audit")
-def models_audit(name: NameArg = "longdoc", params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+def models_audit(name: NameArg, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Every change of champion: who, when, why, previous."""
     from longdoc.promotion import audit_trail, require_model
 

@@ -29,6 +29,11 @@ class DataParams(_Section):
     sample_per_label: int | None = Field(None, ge=2, description="Keep at most N documents per label.")
     min_chars: int = Field(50, ge=1)
     max_chars: int = Field(200_000, ge=100)
+    on_invalid: Literal["fail", "quarantine"] = Field(
+        "quarantine", description="What a document failing a row-level expectation does: fail the run, or be "
+                                  "excluded and listed in quarantine.jsonl.")
+    max_invalid_fraction: float = Field(
+        0.05, ge=0, le=1, description="Quarantine fails the run when more than this share of documents is invalid.")
 
 
 class EncoderParams(_Section):
@@ -130,17 +135,20 @@ class EvaluateParams(_Section):
 
 
 class GateParams(_Section):
-    """When a candidate may replace the champion."""
+    """When a candidate may replace the champion; rules on 95% bootstrap intervals, not point values."""
 
-    min_gain: float = Field(0.0, ge=0, description="Required macro-F1 gain over the champion.")
-    max_inverted_gap: float = Field(0.05, description="Largest allowed macro-F1 loss on inverted documents.")
+    min_gain: float = Field(0.0, ge=0, description="Promote only when the lower bound of the paired macro-F1 "
+                                                   "difference (candidate - champion) is above this.")
+    max_inverted_gap: float = Field(0.02, description="Refuse when the lower bound of the inverted macro-F1 gap "
+                                                      "is above this (the model surely loses more).")
     require_current_data: bool = Field(True, description="Candidate must be trained on the current data version.")
 
 
 class RegistryParams(_Section):
     tracking_uri: str = Field("sqlite:///mlruns.db", description="Overridden by MLFLOW_TRACKING_URI when set.")
     experiment: str = "longdoc"
-    model_name: str = "longdoc"
+    model_name: str = Field("longdoc", description="Prefix of the registered models: one per task.")
+    task: str | None = Field(None, description="Name of the task (a label set); default: named by its labels.")
     champion_alias: str = "champion"
     gate: GateParams = GateParams()
 

@@ -199,15 +199,16 @@ def decide(client, tracking_uri: str, name: str, versions: list[str], alias: str
         candidates = [client.get_model_version(name, str(v)) for v in versions]
         champion = current_champion(client, name, alias)
         previous = str(champion.version) if champion is not None else None
-        survivors = []
+        survivors, refused = [], []
         for candidate in candidates:
             reasons = refusals(candidate, current_data, rules)
             if reasons:
                 _refuse(client, name, candidate, alias, previous, reasons)
+                refused.append(f"{_describe(candidate)}: {'; '.join(reasons)}")
             else:
                 survivors.append(candidate)
         if not survivors:
-            return Decision(None, False, ["every candidate was refused"], previous)
+            return Decision(None, False, [f"every candidate was refused ({' | '.join(refused)})"], previous)
         chosen, lost = choose(client, name, survivors, rules)
         for candidate in survivors:
             if str(candidate.version) in lost:

@@ -19,26 +19,34 @@ CORPUS_FILE = "corpus.parquet"
 
 
 def validate(params: Params, corpus_path: str | Path, out_dir: Path) -> dict:
-    """Read, slice and split the corpus, run the GX suite, write the validated corpus and the report.
+    """Read, slice and split the corpus, apply the data-quality policy, write the kept corpus and the report.
 
-    A failing suite writes its report and raises, so no later stage runs on bad data.
+    The report (and the quarantine file, when documents were excluded) is written before the policy
+    may stop the run, so a refused run leaves behind what the user must fix; no later stage runs.
     """
     from longdoc.data.corpus import read_corpus
     from longdoc.data.splits import assign_splits, sample_per_label
-    from longdoc.data.versioning import file_sha256
-    from longdoc.validation import validate_corpus
+    from longdoc.data.versioning import corpus_version, file_sha256, tracked_dvc_version
+    from longdoc.validation import PolicyError, apply_policy
 
     frame = read_corpus(corpus_path)
     frame = assign_splits(sample_per_label(frame, params.data.sample_per_label, params.data.seed), params.data)
-    report = validate_corpus(frame, params.data)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report.write(out_dir)
-    if not report.success:
-        raise LongdocError(f"corpus validation failed (report: {out_dir / 'validation.md'})\n"
-                           + report.to_markdown())
-    frame.to_parquet(out_dir / CORPUS_FILE, index=False)
-    summary = {"documents": len(frame), "corpus_sha256": file_sha256(corpus_path),
-               "splits": frame["split"].value_counts().to_dict(), "labels": sorted(frame["label"].unique())}
+    try:
+        result = apply_policy(frame, params.data)
+    except PolicyError as err:
+        quarantine_file = err.result.write(out_dir)
+        where = f"report: {out_dir / 'validation.md'}"
+        where += f", quarantined: {quarantine_file}" if quarantine_file else ""
+        raise LongdocError(f"{err.summary} ({where})\n{err.table}") from None
+    quarantine_file = result.write(out_dir)
+    kept = result.kept
+    kept.to_parquet(out_dir / CORPUS_FILE, index=False)
+    summary = {"documents": len(kept), "corpus_sha256": file_sha256(corpus_path),
+               "splits": kept["split"].value_counts().to_dict(), "labels": sorted(kept["label"].unique()),
+               "quarantined": len(result.quarantined),
+               "quarantine_file": str(quarantine_file) if quarantine_file else None,
+               "data_version": corpus_version(kept), "dvc_md5": tracked_dvc_version(corpus_path)}
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
@@ -72,30 +80,62 @@ def evaluate(params: Params, model_dir: Path, corpus_dir: Path, out_dir: Path) -
     return evaluate_model(model_dir, read_validated(corpus_dir), params, out_dir)
 
 
-def register(params: Params, train_dir: Path, eval_dir: Path, corpus_dir: Path, data_version: str,
-             git_commit: str, pipeline_run_id: str = "local"):
+def _lineage(corpus_dir: Path, git_commit: str, pipeline_run_id: str):
+    from longdoc.data.versioning import corpus_version
     from longdoc.registry import Lineage
+
+    summary = json.loads((corpus_dir / "summary.json").read_text())
+    version = summary.get("data_version") or corpus_version(read_validated(corpus_dir))
+    return Lineage(version, summary["corpus_sha256"], git_commit, pipeline_run_id,
+                   summary.get("dvc_md5", "untracked"), int(summary.get("quarantined") or 0))
+
+
+def register(params: Params, train_dir: Path, eval_dir: Path, corpus_dir: Path, git_commit: str,
+             pipeline_run_id: str = "local"):
+    """Register a trained variant as a candidate of its task (the gate runs later, once per run)."""
     from longdoc.registry import register as run_register
 
-    summary = json.loads((corpus_dir / "summary.json").read_text())
-    lineage = Lineage(data_version, summary["corpus_sha256"], git_commit, pipeline_run_id)
-    return run_register(params, train_dir / "model", eval_dir, train_dir, lineage)
+    summary = json.loads((train_dir / "train_summary.json").read_text())
+    return run_register(params, train_dir / "model", eval_dir, summary["variant"], summary["labels"],
+                        _lineage(corpus_dir, git_commit, pipeline_run_id), train_dir=train_dir)
 
 
-def baseline(params: Params, corpus_dir: Path, out_dir: Path, data_version: str, git_commit: str,
-             pipeline_run_id: str = "local") -> str:
-    """Fit and evaluate the TF-IDF baseline, log it to MLflow; returns the run id."""
-    from longdoc.baseline import train_and_evaluate
-    from longdoc.registry import Lineage, log_baseline
+def baseline(params: Params, corpus_dir: Path, out_dir: Path, git_commit: str, pipeline_run_id: str = "local"):
+    """Fit, calibrate and evaluate the TF-IDF baseline and register it as a candidate like any variant."""
+    from longdoc.baseline import BASELINE_NAME, train_and_evaluate
+    from longdoc.registry import register as run_register
 
-    train_and_evaluate(read_validated(corpus_dir), params, out_dir)
-    summary = json.loads((corpus_dir / "summary.json").read_text())
-    return log_baseline(params, out_dir, Lineage(data_version, summary["corpus_sha256"], git_commit,
-                                                  pipeline_run_id))
+    corpus = read_validated(corpus_dir)
+    train_and_evaluate(corpus, params, out_dir)
+    labels = sorted(corpus.loc[corpus["split"] == "train", "label"].unique())
+    return run_register(params, out_dir / "model", out_dir / "evaluation", BASELINE_NAME, labels,
+                        _lineage(corpus_dir, git_commit, pipeline_run_id), kind="baseline")
 
 
-def compare(params: Params, run_ids: list[str], out_dir: Path) -> str:
-    """The comparison table; returns the current champion's version."""
+def gate(params: Params, model_name: str, versions: list[str], corpus_dir: Path):
+    """One decision for the run's candidates of one task: at most one becomes champion."""
+    from longdoc.promotion import decide
+    from longdoc.tracking import resolve_tracking_uri, use_tracking
+
+    uri = resolve_tracking_uri(params.registry.tracking_uri)
+    client = use_tracking(uri).MlflowClient()
+    current = _lineage(corpus_dir, "", "").data_version
+    return decide(client, uri, model_name, versions, params.registry.champion_alias, current,
+                  params.registry.gate, read_validated(corpus_dir))
+
+
+def current_data(params: Params, out_dir: Path) -> tuple[str, pd.DataFrame]:
+    """The data version of the configured corpus as a run would validate it now, and that corpus.
+
+    What manual gate and promote commands compare a candidate's data version with: a corpus edited
+    without ``dvc add``, read from another path or sliced differently gives another version.
+    """
+    validate(params, params.data.corpus, out_dir)
+    return _lineage(out_dir, "", "").data_version, read_validated(out_dir)
+
+
+def compare(params: Params, run_ids: list[str], out_dir: Path, model_name: str) -> str:
+    """The comparison table; returns the task's current champion version ("" when none)."""
     from longdoc.comparison import compare as run_compare
     from longdoc.promotion import current_champion
     from longdoc.tracking import use_tracking
@@ -103,11 +143,11 @@ def compare(params: Params, run_ids: list[str], out_dir: Path) -> str:
     frame = run_compare(params, run_ids, out_dir)
     print(frame.drop(columns=["run_id"]).to_string(index=False))
     client = use_tracking(params.registry.tracking_uri).MlflowClient()
-    champion = current_champion(client, params.registry.model_name, params.registry.champion_alias)
+    champion = current_champion(client, model_name, params.registry.champion_alias)
     return str(champion.version) if champion is not None else ""
 
 
-def package(params: Params, version: str | None = None):
+def package(params: Params, model_name: str, version: str | None = None):
     from longdoc.packaging import package as run_package
 
-    return run_package(params, version)
+    return run_package(params, model_name, version)
