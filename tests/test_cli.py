@@ -38,7 +38,8 @@ def test_unknown_label_in_test_split_fails_validation_with_report(tmp_path, smal
     rows[0]["label"] = "weather"
     path = tmp_path / "c.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    done = cli("validate", "--set", f"data.corpus={path}", "--set", "data.on_invalid=fail", "--out", str(tmp_path / "v"))
+    done = cli("validate", "--set", f"data.corpus={path}", "--set", "data.on_invalid=fail", "--out",
+               str(tmp_path / "v"))
     _clean_failure(done, "corpus validation failed")
     assert rows[0]["id"] in done.stderr
     report = json.loads((tmp_path / "v" / "validation.json").read_text())

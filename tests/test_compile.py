@@ -5,7 +5,7 @@ import yaml
 
 from tests.conftest import cli
 
-COMPONENTS = {"validate", "chunk", "train", "evaluate", "register", "baseline", "compare", "package"}
+COMPONENTS = {"validate", "chunk", "train", "evaluate", "register", "baseline", "gate", "compare", "package"}
 
 
 @pytest.fixture(scope="module")
@@ -18,9 +18,11 @@ def compiled(tmp_path_factory):
 
 def test_tasks_and_order(compiled):
     tasks = compiled["root"]["dag"]["tasks"]
-    assert set(tasks) == {"validate", "chunk", "baseline", "for-loop-1", "compare", "condition-2"}
+    assert set(tasks) == {"validate", "chunk", "baseline", "for-loop-1", "gate", "compare", "condition-2"}
     assert tasks["chunk"]["dependentTasks"] == ["validate"]
-    assert set(tasks["compare"]["dependentTasks"]) == {"baseline", "for-loop-1"}  # fan-in after every variant
+    # one gate after every candidate (each variant and the baseline) is registered: one writer of the alias
+    assert set(tasks["gate"]["dependentTasks"]) == {"baseline", "for-loop-1", "validate"}
+    assert set(tasks["compare"]["dependentTasks"]) == {"baseline", "for-loop-1", "gate"}
     loop = tasks["for-loop-1"]
     assert loop["taskInfo"]["name"] == "variants"  # dsl.ParallelFor over train.variants
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--variants"
@@ -31,9 +33,9 @@ def test_tasks_and_order(compiled):
 
 def test_packaging_runs_only_when_the_gate_promoted(compiled):
     condition = compiled["root"]["dag"]["tasks"]["condition-2"]
-    assert condition["dependentTasks"] == ["compare"]
+    assert set(condition["dependentTasks"]) == {"baseline", "compare", "gate"}
     assert condition["triggerPolicy"]["condition"] == \
-        "inputs.parameter_values['pipelinechannel--compare-Output'] == 'package'"
+        "inputs.parameter_values['pipelinechannel--gate-Output'] == 'package'"
     assert list(compiled["components"]["comp-condition-2"]["dag"]["tasks"]) == ["package"]
 
 

@@ -43,8 +43,12 @@ def test_dvc_repro_small_slice(tmp_path, small_corpus):
     first = _dvc("repro", cwd=repo, env=env)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     metrics = yaml.safe_load((repo / "outputs" / "eval" / "head" / "metrics.json").read_text())
-    assert 0 <= metrics["normal_macro_f1"] <= 1
-    assert yaml.safe_load((repo / "outputs" / "registration" / "head.json").read_text())["version"] == "1"
+    assert metrics["normal_macro_f1_lo"] <= metrics["normal_macro_f1"] <= metrics["normal_macro_f1_hi"]
+    head = yaml.safe_load((repo / "outputs" / "registration" / "head.json").read_text())
+    base = yaml.safe_load((repo / "outputs" / "baseline" / "run.json").read_text())
+    assert {head["version"], base["version"]} == {"1", "2"} and head["model_name"] == base["model_name"]
+    decision = yaml.safe_load((repo / "outputs" / "gate.json").read_text())
+    assert decision["promoted"] and decision["version"] in ("1", "2")  # one gate for both candidates
     assert (repo / "outputs" / "bento.json").is_file()
 
     again = _dvc("repro", cwd=repo, env=env)

@@ -14,7 +14,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import requests
-import yaml
 
 from longdoc.config import load_params
 from tests.conftest import BIN, ROOT, SMALL, cli, set_args
@@ -51,29 +50,46 @@ def client(run):
     return mlflow.MlflowClient()
 
 
-def test_summary_names_every_result(run):
+NAME = "longdoc-business-entertainment-politics-sports-tech"  # the demo's task, named by its labels
+
+
+def validated_dir(run) -> Path:
+    return next(Path(run["overrides"]["pipeline.pipeline_root"]).glob("*/validate/corpus"))
+
+
+def test_summary_says_what_the_gate_chose_and_why(run):
     out = run["stdout"]
-    for fragment in ("data version", "validation", "passed", "head", "attention", "tfidf_logreg", "inverted",
-                     "champion", "longdoc serve --bento longdoc:"):
+    for fragment in ("data version", "hash of the validated corpus", "head", "attention", "tfidf_logreg",
+                     "macro-F1 [95% CI]", "ECE raw -> calibrated", f"models:/{NAME}@champion",
+                     "baseline wins", "longdoc serve --bento longdoc:"):
         assert fragment in out, fragment
 
 
-def test_every_variant_is_registered_and_the_best_is_champion(run, client):
-    versions = client.search_model_versions("name='longdoc'")
-    assert sorted(v.tags["variant"] for v in versions) == ["attention", "head"]
-    champion = client.get_model_version_by_alias("longdoc", "champion")
-    best = max(versions, key=lambda v: (float(v.tags["normal_macro_f1"]), -int(v.version)))
-    assert str(champion.version) == str(best.version)
-    data_dvc = yaml.safe_load((ROOT / "data.dvc").read_text())["outs"][0]["md5"]
+def test_with_a_tiny_budget_the_baseline_is_champion_and_every_candidate_is_registered(run, client):
+    """Four training steps cannot beat TF-IDF: the gate must say so instead of promoting a transformer."""
+    from longdoc.data.versioning import corpus_version
+    from longdoc.stages import read_validated
+
+    versions = client.search_model_versions(f"name='{NAME}'")
+    assert sorted(v.tags["variant"] for v in versions) == ["attention", "head", "tfidf_logreg"]
+    champion = client.get_model_version_by_alias(NAME, "champion")
+    assert (champion.tags["variant"], champion.tags["kind"]) == ("tfidf_logreg", "baseline")
+    assert champion.tags["gate"] == "passed: no champion yet"
+    data_version = corpus_version(read_validated(validated_dir(run)))
     for version in versions:
         tags = version.tags
-        assert tags["data_version"] == data_dvc
+        assert tags["data_version"] == data_version and tags["dvc_md5"] == "untracked"  # a corpus outside data/
         assert len(tags["git_commit"]) >= 40 and len(tags["params_hash"]) == 16
         assert tags["pipeline_run_id"] not in ("", "local") and tags["gate"].startswith(("passed", "refused"))
+        assert float(tags["normal_macro_f1_lo"]) <= float(tags["normal_macro_f1"]) <= float(tags["normal_macro_f1_hi"])
         metrics = client.get_run(version.run_id).data.metrics
-        assert {"normal_macro_f1", "inverted_macro_f1", "inverted_gap_macro_f1"} <= set(metrics)
+        assert {"normal_macro_f1", "inverted_macro_f1", "inverted_gap_macro_f1", "normal_ece_uncalibrated",
+                "temperature"} <= set(metrics)
         artifacts = {a.path for a in client.list_artifacts(version.run_id, "evaluation")}
-        assert {"evaluation/confusion_normal.png", "evaluation/confusion_inverted.png"} <= artifacts
+        assert {"evaluation/confusion_normal.png", "evaluation/predictions.parquet",
+                "evaluation/calibration.json"} <= artifacts
+        if tags["kind"] == "model":
+            assert "does not beat the baseline" in tags["gate"] or "this run's choice" in tags["gate"]
 
 
 def test_comparison_table_and_plots_are_logged(run, client):
@@ -89,15 +105,17 @@ def test_comparison_table_and_plots_are_logged(run, client):
     assert set(frame["variant"]) == {"head", "attention", "tfidf_logreg"}
     baseline = frame.set_index("variant").loc["tfidf_logreg"]
     assert baseline["inverted gap (acc)"] == 0 and baseline["shuffled gap (acc)"] == 0  # bag of words
+    assert baseline["gate"] == "passed: no champion yet"
 
 
 def test_champion_predicts_raw_text_as_evaluated(run, client, small_corpus):
-    """models:/longdoc@champion gives, on raw test texts, exactly the predictions the evaluation made."""
+    """models:/<task>@champion gives, on raw test texts, exactly the predictions the evaluation logged."""
     import mlflow
 
-    model = mlflow.pyfunc.load_model("models:/longdoc@champion")
-    variant = client.get_model_version_by_alias("longdoc", "champion").tags["variant"]
-    evaluated = pd.read_parquet(next(variant_dirs(run)[variant].rglob("predictions.parquet")))
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    champion = client.get_model_version_by_alias(NAME, "champion")
+    evaluated = pd.read_parquet(client.download_artifacts(champion.run_id, "evaluation/predictions.parquet",
+                                                          str(run["tmp"])))
     normal = evaluated[evaluated["view"] == "normal"].set_index("id")
     corpus = pd.read_json(small_corpus, lines=True).set_index("id").loc[normal.index]
     out = model.predict(pd.DataFrame({"text": corpus["text"].tolist()}))
@@ -105,23 +123,36 @@ def test_champion_predicts_raw_text_as_evaluated(run, client, small_corpus):
     probs = out.filter(like="prob_")
     assert list(probs.columns) == [f"prob_{x}" for x in sorted(corpus["label"].unique())]
     assert ((probs.sum(axis=1) - 1).abs() < 1e-5).all()
+    assert ((probs.max(axis=1) - normal["confidence"].to_numpy()).abs() < 1e-5).all()  # calibrated, as evaluated
 
 
-def test_equal_model_is_not_promoted(run, client):
-    """Registering the same evaluation again does not beat the champion: the reason is on the version."""
-    from longdoc.stages import register
+def test_an_equal_model_is_not_promoted(run, client):
+    """The same baseline registered again does not beat the champion: the interval says so on the version."""
+    from longdoc.stages import baseline, gate
 
     os.environ.update(run["env"])
-    champion = client.get_model_version_by_alias("longdoc", "champion")
-    iteration = variant_dirs(run)[champion.tags["variant"]]
+    champion = client.get_model_version_by_alias(NAME, "champion")
     params = load_params(ROOT / "params.yaml", run["overrides"])
-    validated = next(Path(run["overrides"]["pipeline.pipeline_root"]).glob("*/validate/corpus"))
-    reg = register(params, next(iteration.glob("train/model")), next(iteration.glob("evaluate/evaluation")),
-                   validated, "test-data", "test-commit")
-    assert (reg.version, reg.promoted) == ("3", False)
-    assert str(client.get_model_version_by_alias("longdoc", "champion").version) == str(champion.version)
-    tags = client.get_model_version("longdoc", "3").tags
-    assert f"does not beat champion v{champion.version}" in tags["gate"] and tags["status"] == "challenger"
+    reg = baseline(params, validated_dir(run), run["tmp"] / "again", "test-commit")
+    decision = gate(params, NAME, [reg.version], validated_dir(run))
+    assert not decision.promoted
+    assert str(client.get_model_version_by_alias(NAME, "champion").version) == str(champion.version)
+    tags = client.get_model_version(NAME, reg.version).tags
+    assert tags["gate"].startswith(f"refused: does not beat champion v{champion.version} by min_gain 0.0: "
+                                   "difference +0.0000") and tags["status"] == "challenger"
+
+
+def test_gate_refuses_a_model_of_the_old_data_after_an_edit_without_dvc_add(run, client, small_corpus, tmp_path):
+    head = next(v for v in client.search_model_versions(f"name='{NAME}'") if v.tags["variant"] == "head")
+    edited = pd.read_json(small_corpus, lines=True)
+    edited.loc[0, "text"] = edited.loc[0, "text"] + "\n\nA paragraph added by hand."
+    path = tmp_path / "edited.jsonl"
+    edited.to_json(path, orient="records", lines=True)
+    done = cli("models", "gate", NAME, str(head.version), *set_args({**run["overrides"], "data.corpus": str(path)}),
+               env={**run["env"], "COLUMNS": "250"})
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"trained on data {head.tags['data_version']}, current data is" in done.stdout
+    assert "Traceback" not in done.stderr
 
 
 MAX_CHARS = 20_000
@@ -133,14 +164,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def service(run):
+def _serve(bento: str, env: dict, log_path: Path):
+    """`bentoml serve BENTO` on a free loopback port; yields its URL and stops it afterwards."""
     port = _free_port()
-    env = {**os.environ, **run["env"], "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-           "LONGDOC_MAX_CHARS": str(MAX_CHARS)}
-    log = (run["tmp"] / "serve.log").open("w")  # a file, not a pipe: an unread pipe fills and blocks the server
-    proc = subprocess.Popen([str(BIN / "bentoml"), "serve", "longdoc:latest", "--host", "127.0.0.1", "--port",
-                             str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    full_env = {**os.environ, **env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
+                "LONGDOC_MAX_CHARS": str(MAX_CHARS)}
+    log = log_path.open("w")  # a file, not a pipe: an unread pipe fills and blocks the server
+    proc = subprocess.Popen([str(BIN / "bentoml"), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
+                            env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(180):
@@ -149,7 +180,7 @@ def service(run):
                     break
             except requests.RequestException:
                 pass
-            assert proc.poll() is None, (run["tmp"] / "serve.log").read_text()[-3000:]
+            assert proc.poll() is None, log_path.read_text()[-3000:]
             time.sleep(0.5)
         else:
             pytest.fail("bentoml serve did not become ready")
@@ -160,14 +191,36 @@ def service(run):
         log.close()
 
 
-def test_service_classifies(service, small_corpus):
+def _bento_tag(stdout: str) -> str:
+    return next(w for w in stdout.split() if w.startswith("longdoc:"))
+
+
+@pytest.fixture(scope="module")
+def service(run):
+    """The Bento the run built: the task's champion, here the TF-IDF baseline."""
+    yield from _serve(_bento_tag(run["stdout"].split("Bento", 1)[1]), run["env"], run["tmp"] / "serve.log")
+
+
+@pytest.fixture(scope="module")
+def attention_service(run, client):
+    """A transformer version packaged on request (`longdoc package --version`), for chunk-level explanations."""
+    version = next(v for v in client.search_model_versions(f"name='{NAME}'") if v.tags["variant"] == "attention")
+    done = cli("package", "--model", NAME, "--version", str(version.version), *set_args(run["overrides"]),
+               "--out", str(run["tmp"] / "bento-attention.json"), env=run["env"])
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    tag = json.loads((run["tmp"] / "bento-attention.json").read_text())["bento_tag"]
+    yield from _serve(tag, run["env"], run["tmp"] / "serve-attention.log")
+
+
+def test_service_classifies(service, client, small_corpus):
     text = pd.read_json(small_corpus, lines=True)["text"].iloc[0]
     reply = requests.post(f"{service}/classify", json={"text": text}, timeout=60)
     assert reply.status_code == 200, reply.text
     body = reply.json()
+    assert body["version"] == str(client.get_model_version_by_alias(NAME, "champion").version)
     assert body["label"] in body["probabilities"]
     assert abs(sum(body["probabilities"].values()) - 1) < 1e-5
-    assert body["version"] in ("1", "2") and body["n_chunks"] >= 1
+    assert body["n_chunks"] >= 1
 
 
 @pytest.mark.parametrize("payload", [b"", b"{}", b'{"text": ""}', b'{"text": "  \\n "}', b'{"text": 3}',
@@ -185,13 +238,14 @@ def test_failing_validation_stops_the_run_before_training(tmp_path, small_corpus
     bad = tmp_path / "bad.jsonl"
     rows.to_json(bad, orient="records", lines=True)
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns.db'}", "BENTOML_HOME": str(tmp_path / "b")}
-    done = cli("run", *set_args({**SMALL, "data.corpus": str(bad), "pipeline.pipeline_root": str(tmp_path / "k")}),
-               env=env)
-    assert done.returncode != 0
-    assert "expect_column_values_to_be_unique" in done.stdout + done.stderr
+    done = cli("run", *set_args({**SMALL, "data.corpus": str(bad), "pipeline.pipeline_root": str(tmp_path / "k"),
+                                 "data.on_invalid": "fail"}), env=env)
+    assert done.returncode == 2
+    assert "expect_column_values_to_be_unique" in done.stderr and "| expectation |" in done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
     assert not list((tmp_path / "k").rglob("chunks.parquet"))  # chunk/train never ran
-    reports = list((tmp_path / "k").rglob("validation.md"))
-    assert reports and "FAILED" in reports[0].read_text()
+    report = tmp_path / "k" / "preflight-validation" / "validation.md"
+    assert "FAILED" in report.read_text()
 
 
 def test_service_classifies_a_batch(service, small_corpus):
@@ -207,9 +261,18 @@ def test_batch_with_one_bad_document_is_refused(service):
     assert reply.status_code == 400
 
 
-def test_explain_gives_weighted_chunks_with_offsets(service, small_corpus):
+def test_baseline_explains_that_it_has_no_chunk_weights(service, small_corpus):
     text = pd.read_json(small_corpus, lines=True)["text"].iloc[0]
     body = requests.post(f"{service}/explain", json={"text": text}, timeout=60).json()
+    assert body["variant"] == "tfidf_logreg" and "no chunk weights" in body["note"]
+    assert body["chunks"] == [{"index": 0, "char_spans": [[0, len(text)]], "weight": 1.0,
+                               "probabilities": body["probabilities"]}]
+
+
+def test_explain_gives_weighted_chunks_with_offsets(attention_service, small_corpus):
+    text = pd.read_json(small_corpus, lines=True)["text"].iloc[0]
+    body = requests.post(f"{attention_service}/explain", json={"text": text}, timeout=60).json()
+    assert body["variant"] == "attention" and body["weights_from"] == "attention"
     chunks = body["chunks"]
     assert chunks and abs(sum(c["weight"] for c in chunks) - 1) < 1e-4
     for c in chunks:
@@ -225,7 +288,8 @@ def test_metadata_health_and_page(service, client):
     champion = client.get_model_version_by_alias("longdoc", "champion")
     assert (meta["version"], meta["variant"]) == (str(champion.version), champion.tags["variant"])
     assert meta["labels"] == sorted(meta["labels"]) and meta["max_chars"] == MAX_CHARS
-    assert meta["data_version"] == champion.tags["data_version"]
+    assert meta["data_version"] == champion.tags["data_version"] and meta["task"] == champion.tags["task"]
+    assert meta["labels"] == json.loads(champion.tags["labels"]) and meta["variant"] == "tfidf_logreg"
     for path in ("/livez", "/readyz"):
         assert requests.get(f"{service}{path}", timeout=10).status_code == 200
     page = requests.get(f"{service}/ui", timeout=10)
@@ -267,7 +331,7 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def test_web_page_in_headless_chromium(service, small_corpus):
+def test_web_page_in_headless_chromium(attention_service, small_corpus):
     """Paste a document, classify, see the label and shaded chunks; the screenshot is kept."""
     if not CHROMIUM.exists():
         assert not os.environ.get("CI"), "CI must have Debian's chromium (make test installs it)"
@@ -280,7 +344,7 @@ def test_web_page_in_headless_chromium(service, small_corpus):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS)
         page = browser.new_page(viewport={"width": 1100, "height": 1400})
-        page.goto(f"{service}/ui")
+        page.goto(f"{attention_service}/ui")
         page.fill("#text", text)
         page.click("#go")
         page.wait_for_selector("#result:not([hidden])", timeout=60_000)
@@ -292,7 +356,99 @@ def test_web_page_in_headless_chromium(service, small_corpus):
         page.wait_for_function("document.getElementById('error').textContent.length > 0", timeout=30_000)
         refusal = page.inner_text("#error")
         browser.close()
-    expected = requests.post(f"{service}/classify", json={"text": text}, timeout=60).json()["label"]
+    expected = requests.post(f"{attention_service}/classify", json={"text": text}, timeout=60).json()["label"]
     assert label == expected and marks >= 1
     assert refusal.startswith("Refused (400)")
     assert shot.stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def second_task(run, client, demo_corpus, tmp_path_factory) -> dict:
+    """A user's own corpus after the demo, on the same registry and Bento store: the demo articles
+    relabelled into two classes, every text joined into one line (a transcript), and 2 of 40 documents
+    broken (a control character, a text below data.min_chars). Imported with `longdoc data import`, then run."""
+    from longdoc.data.corpus import read_corpus, write_jsonl
+    from longdoc.data.splits import sample_per_label
+
+    tmp = tmp_path_factory.mktemp("second")
+    frame = sample_per_label(read_corpus(demo_corpus), 8, 13)
+    frame["label"] = frame["label"].map(lambda x: "hard_news" if x in ("business", "politics") else "soft_news")
+    frame["text"] = frame["text"].map(lambda t: " ".join(t.split()))
+    broken = {"control": frame["id"].iloc[5], "short": frame["id"].iloc[30]}
+    frame.loc[frame["id"] == broken["control"], "text"] += " a bell \x07 rang"
+    frame.loc[frame["id"] == broken["short"], "text"] = "Too short."
+    source = tmp / "theirs.jsonl"
+    write_jsonl(frame, source)
+    corpus = tmp / "data" / "corpus.jsonl"
+    overrides = {**SMALL, "data.corpus": str(corpus), "data.sample_per_label": None, "train.variants": ["head"],
+                 "pipeline.pipeline_root": str(tmp / "kfp")}
+    imported = cli("data", "import", str(source), "--out", str(corpus), "--no-dvc", *set_args(overrides),
+                   env={**run["env"], "COLUMNS": "200"})
+    assert imported.returncode == 0, imported.stdout + imported.stderr
+    before = client.get_model_version_by_alias(NAME, "champion")
+    done = cli("run", *set_args(overrides), env=run["env"])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return {"tmp": tmp, "stdout": done.stdout, "import": imported.stdout, "broken": broken, "before": before,
+            "overrides": overrides, "name": "longdoc-hard-news-soft-news"}
+
+
+def test_import_says_what_it_would_quarantine(second_task):
+    for doc_id in second_task["broken"].values():
+        assert doc_id in second_task["import"]
+
+
+def test_a_new_label_set_gets_its_own_champion_and_leaves_the_first_task_alone(second_task, client):
+    import mlflow
+
+    name = second_task["name"]
+    champion = client.get_model_version_by_alias(name, "champion")
+    assert json.loads(champion.tags["labels"]) == ["hard_news", "soft_news"]
+    first = client.get_model_version_by_alias(NAME, "champion")
+    assert (first.version, first.tags["data_version"]) == (second_task["before"].version,
+                                                           second_task["before"].tags["data_version"])
+    old = mlflow.pyfunc.load_model(f"models:/{NAME}@champion").predict(pd.DataFrame({"text": ["Shares rose."]}))
+    assert old["label"].iloc[0] in json.loads(first.tags["labels"])  # still loadable, still the news topics
+    assert f"models:/{name}@champion" in second_task["stdout"]
+
+
+def test_quarantine_lets_the_run_finish_on_the_good_documents(second_task):
+    root = second_task["overrides"]["pipeline.pipeline_root"]
+    validated = next(Path(root).glob("*/validate/corpus"))
+    assert len(pd.read_parquet(validated / "corpus.parquet")) == 38
+    quarantined = [json.loads(line) for line in (validated / "quarantine.jsonl").read_text().splitlines()]
+    reasons = {q["id"]: " ".join(q["reasons"]) for q in quarantined}
+    assert set(reasons) == set(second_task["broken"].values())
+    assert "control character" in reasons[second_task["broken"]["control"]]
+    assert "too short" in reasons[second_task["broken"]["short"]]
+    assert "2 document(s) quarantined" in second_task["stdout"]
+
+
+def test_single_line_documents_are_really_inverted(second_task, client):
+    """One-line transcripts fall back to sentences: the gap is measured, and on what unit."""
+    from longdoc.views import inverted, units
+
+    name = second_task["name"]
+    head = next(v for v in client.search_model_versions(f"name='{name}'") if v.tags["variant"] == "head")
+    metrics = client.get_run(head.run_id).data.metrics
+    assert metrics["unit_docs_sentence"] == metrics["test_docs"] == metrics["robustness_docs"] > 0
+    assert metrics["single_unit_docs"] == 0 and metrics["inverted_gap_macro_f1"] == metrics["inverted_gap_macro_f1"]
+    predictions = pd.read_parquet(client.download_artifacts(head.run_id, "evaluation/predictions.parquet",
+                                                            str(second_task["tmp"])))
+    assert set(predictions["unit"]) == {"sentence"}
+    text = pd.read_parquet(next(Path(second_task["overrides"]["pipeline.pipeline_root"]).glob(
+        "*/validate/corpus/corpus.parquet")))["text"].iloc[0]
+    assert "\n" not in text and units(text).kind == "sentence" and inverted(text) != text
+
+
+@pytest.fixture(scope="module")
+def second_service(run, second_task):
+    yield from _serve(_bento_tag(second_task["stdout"].split("Bento", 1)[1]), run["env"],
+                      second_task["tmp"] / "serve.log")
+
+
+def test_the_new_bento_serves_the_new_labels(second_service, second_task):
+    meta = requests.get(f"{second_service}/metadata", timeout=10).json()
+    assert meta["labels"] == ["hard_news", "soft_news"] and meta["task"] == "hard-news-soft-news"
+    reply = requests.post(f"{second_service}/classify", json={"text": "Shares in the bank fell as profits slid."},
+                          timeout=60)
+    assert reply.status_code == 200 and reply.json()["label"] in ("hard_news", "soft_news")

@@ -61,7 +61,7 @@ def _candidate(params, model_dirs: Path, tmp_path: Path, correct: int, gap_lo: f
                data: str = "data-v1", kind: str = "model", ids: list[str] | None = None):
     """Register a real version whose evaluation got ``correct`` of the test documents right."""
     ids = ids or [f"doc-{i:03d}" for i in range(N_DOCS)]
-    eval_dir = tmp_path / f"eval-{correct}-{gap_lo}-{data}-{kind}-{ids[0]}"
+    eval_dir = tmp_path / f"eval-{correct}-{gap_lo}-{data}-{kind}-{len(ids)}"
     eval_dir.mkdir(exist_ok=True)
     _predictions(correct, ids).to_parquet(eval_dir / "predictions.parquet", index=False)
     score = correct / len(ids)
@@ -225,7 +225,7 @@ def test_a_task_name_cannot_change_its_labels(registry, model_dirs, tmp_path):
     named = parse_params({"registry": {"task": "news"}})
     _candidate(named, model_dirs, tmp_path, 50)
     with pytest.raises(LongdocError, match="is for labels \\['business', 'sports'\\], this corpus has"):
-        register(named, model_dirs / "train" / "model", tmp_path / "eval-50--0.01-data-v1-model-doc-000", "head",
+        register(named, model_dirs / "train" / "model", tmp_path / "eval-50--0.01-data-v1-model-60", "head",
                  ["business", "tech"], Lineage("data-v1", "sha", "commit", "test"), train_dir=model_dirs / "train")
     assert len(client.search_model_versions("name='longdoc-news'")) == 1
 

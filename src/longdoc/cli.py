@@ -310,17 +310,16 @@ def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     started_ms = int(time.time() * 1000)
     _preflight(cfg)
     outputs = run_local(cfg)
-    print_summary(cfg, outputs, started_ms)
+    if not print_summary(cfg, outputs, started_ms):
+        raise LongdocError("the task has no champion: every candidate was refused by the gate (see the table); "
+                           "nothing was packaged")
 
 
 def _preflight(cfg) -> None:
     """Validate the corpus before kfp starts, so bad data ends in its report, not in kfp's traceback."""
-    import tempfile
-
     from longdoc.stages import validate as run_validate
 
-    with tempfile.TemporaryDirectory() as tmp:
-        summary = run_validate(cfg, cfg.data.corpus, Path(tmp))
+    summary = run_validate(cfg, cfg.data.corpus, Path(cfg.pipeline.pipeline_root) / "preflight-validation")
     if summary.get("quarantined"):
         _console().print(f"[yellow]{summary['quarantined']} document(s) will be quarantined[/] "
                          f"(data.on_invalid: quarantine); the validate step writes quarantine.jsonl")

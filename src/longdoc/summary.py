@@ -51,8 +51,11 @@ def _cost_note(runs: list, champion_run) -> str:
             f"{base_speed:.0f} ({base_speed / speed:.0f}x slower) and needs training")
 
 
-def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> None:
-    """The comparison of this run's candidates, the gate's choice and reasons, and what to run next."""
+def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> bool:
+    """The comparison of this run's candidates, the gate's choice and reasons, and what to run next.
+
+    Returns whether the task has a champion, so ``longdoc run`` can fail when it has none.
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -67,7 +70,7 @@ def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> Non
     console.rule("longdoc run: summary")
     if not runs:
         console.print("no candidate was registered in this run")
-        return
+        return False
     name = runs[0].data.tags["model_name"]
     versions = {v.run_id: v for v in client.search_model_versions(f"name='{name}'")}
     table = Table("variant", "version", "accuracy [95% CI]", "macro-F1 [95% CI]", "inverted gap (F1) [95% CI]",
@@ -113,3 +116,4 @@ def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> Non
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         console.print(f"[bold]{key:<{width}}[/]  {value}", highlight=False)
+    return champion is not None

@@ -17,6 +17,10 @@ import pandas as pd
 from longdoc.data.corpus import text_fingerprint, write_jsonl
 from longdoc.errors import LongdocError
 
+# What `dvc add data` records for the demo written by `write_demo`: a constant, so that checking the
+# demo is reproducible does not depend on which corpus the working tree's data.dvc tracks today.
+DEMO_DVC_MD5 = "1bbe9d4aa165bc5576b296ea0ec15ea9.dir"
+
 
 @dataclass(frozen=True)
 class DemoReport:
