@@ -17,10 +17,20 @@ from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from pydantic import Field
 
-MODEL_TAG = os.environ.get("LONGDOC_BENTO_MODEL", "longdoc-classifier:latest")
-MAX_CHARS = int(os.environ.get("LONGDOC_MAX_CHARS", "200000"))
-MAX_BATCH = int(os.environ.get("LONGDOC_MAX_BATCH", "64"))
-QUANTIZE = os.environ.get("LONGDOC_QUANTIZE", "0").lower() in ("1", "true", "yes")
+# Settings travel inside the Bento as build arguments (`longdoc package` passes the task's model tag
+# and serving.* from params.yaml), so `bentoml serve longdoc:<tag>` or a container runs with the
+# packaged values; an environment variable set at serve time overrides them (`longdoc serve` does).
+BUILT = vars(bentoml.use_arguments())
+
+
+def _setting(env: str, arg: str, default: str) -> str:
+    return os.environ.get(env) or str(BUILT.get(arg) or default)
+
+
+MODEL_TAG = _setting("LONGDOC_BENTO_MODEL", "model_tag", "longdoc-classifier:latest")
+MAX_CHARS = int(_setting("LONGDOC_MAX_CHARS", "max_chars", "200000"))
+MAX_BATCH = int(_setting("LONGDOC_MAX_BATCH", "max_batch", "64"))
+QUANTIZE = _setting("LONGDOC_QUANTIZE", "quantize", "0").lower() in ("1", "true", "yes")
 PAGE = Path(__file__).with_name("static") / "index.html"
 
 Text = Annotated[str, Field(min_length=1, max_length=MAX_CHARS, pattern=r"\S",

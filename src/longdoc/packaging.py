@@ -71,8 +71,11 @@ def build_bento(params: Params, model_tag: str) -> str:
     service_dir = Path(params.serving.service_dir).resolve()
     if not (service_dir / "bentofile.yaml").is_file():
         raise LongdocError(f"no bentofile.yaml in {service_dir}")
+    args = {"model_tag": model_tag, "max_chars": params.serving.max_chars,
+            "quantize": "1" if params.serving.quantize else "0"}
     with _env(MODEL_TAG_ENV, model_tag):
-        bento = bentoml.bentos.build_bentofile(str(service_dir / "bentofile.yaml"), build_ctx=str(service_dir))
+        bento = bentoml.bentos.build_bentofile(str(service_dir / "bentofile.yaml"), build_ctx=str(service_dir),
+                                               args=args)
     return str(bento.tag)
 
 
