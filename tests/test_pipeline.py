@@ -285,7 +285,7 @@ def test_explain_gives_weighted_chunks_with_offsets(attention_service, small_cor
 
 def test_metadata_health_and_page(service, client):
     meta = requests.get(f"{service}/metadata", timeout=10).json()
-    champion = client.get_model_version_by_alias("longdoc", "champion")
+    champion = client.get_model_version_by_alias(NAME, "champion")
     assert (meta["version"], meta["variant"]) == (str(champion.version), champion.tags["variant"])
     assert meta["labels"] == sorted(meta["labels"]) and meta["max_chars"] == MAX_CHARS
     assert meta["data_version"] == champion.tags["data_version"] and meta["task"] == champion.tags["task"]

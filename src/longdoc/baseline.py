@@ -72,6 +72,8 @@ class BaselinePredictor:
         return self  # nothing to quantize: a sparse linear model
 
     def predict_proba(self, texts: list[str], batch_size: int = 8) -> tuple[np.ndarray, list[int]]:
+        if not texts:  # scikit-learn refuses an empty input; an empty batch has an empty answer
+            return np.zeros((0, len(self.labels)), dtype=np.float32), []
         probs = with_temperature(self.pipeline.predict_proba(texts), self.temperature)
         return probs.astype(np.float32), [1] * len(texts)
 
