@@ -20,16 +20,33 @@ data_app = typer.Typer(help="Put a corpus into data/ (then `dvc add data`).", no
 pipeline_app = typer.Typer(help="Compile the kfp pipeline or submit it to Kubeflow.", no_args_is_help=True)
 models_app = typer.Typer(help="The MLflow registry: list versions, promote, roll back, read the audit trail.",
                          no_args_is_help=True)
+
+
+@app.callback()
+def _global_options(profile: Annotated[str | None, typer.Option(
+        "--profile", help="Lay profiles/NAME.yaml (or a YAML path) over params.yaml, e.g. --profile gpu.")] = None,
+) -> None:
+    """Long-document classification: corpus -> kfp pipeline -> MLflow registry -> BentoML."""
+    import os
+
+    if profile:
+        os.environ[PROFILE_ENV] = profile
+
+
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(models_app, name="models")
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="The params file.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-S", help="Override a param: train.epochs=1.")]
+PROFILE_ENV = "LONGDOC_PROFILE"
 OUT = Path("outputs")
 
 
 def _params(path: Path, overrides: list[str] | None):
+    """params.yaml, with the profile named by ``--profile`` (or LONGDOC_PROFILE) laid over it, then --set."""
+    import os
+
     import yaml
 
     from longdoc.config import load_params
@@ -40,7 +57,7 @@ def _params(path: Path, overrides: list[str] | None):
         if not sep:
             raise LongdocError(f"--set expects key=value, got {item!r}")
         parsed[key] = yaml.safe_load(value)
-    return load_params(path, parsed)
+    return load_params(path, parsed, os.environ.get(PROFILE_ENV) or None)
 
 
 def _console():
@@ -169,12 +186,13 @@ def chunk(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, corpus: 
 @app.command()
 def train(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, chunks: Path = OUT / "chunks",
           variant: Annotated[str | None, typer.Option(help="Default: the first of train.variants.")] = None,
-          out: Path = OUT / "train") -> None:
-    """Fine-tune one variant (stage 3); resumes from the last checkpoint in --out."""
+          out: Annotated[Path | None, typer.Option(help="Default: outputs/train/<variant>.")] = None) -> None:
+    """Fine-tune one variant (stage 3); resumes from the last checkpoint in --out if it is of the same run."""
     from longdoc.stages import train as run
 
     cfg = _params(params, set_)
-    _console().print(run(cfg, variant or cfg.train.variants[0], chunks, out))
+    name = variant or cfg.train.variants[0]
+    _console().print(run(cfg, name, chunks, out or OUT / "train" / name))
 
 
 @app.command()

@@ -63,8 +63,11 @@ class TrainParams(_Section):
                                 description="Variants the pipeline (and dvc's foreach stage) trains, one task each.")
     overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-variant settings on top of this section, e.g. a smaller CPU budget.")
-    epochs: int = Field(1, ge=1)
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (CPU budget).")
+    epochs: int = Field(1, ge=1, description="Passes over the train split; used only when max_steps is null.")
+    max_steps: int | None = Field(None, ge=1, description="The training budget in optimizer steps: exactly this "
+                                                          "many, whatever the corpus size (epochs follow).")
+    eval_every: int | None = Field(None, ge=1, description="Validate every N optimizer steps (default: twice per "
+                                                           "run and at least once per epoch).")
     batch_size: int = Field(16, ge=1)
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(5e-5, gt=0)
@@ -72,7 +75,7 @@ class TrainParams(_Section):
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
-    patience: int = Field(2, ge=1, description="Epochs without val macro-F1 gain before stopping.")
+    patience: int = Field(3, ge=1, description="Validations without val macro-F1 gain before stopping.")
     val_docs_per_label: int | None = Field(None, ge=1, description="Validate on at most N documents per label.")
     seed: int = 13
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -102,9 +105,13 @@ class TrainParams(_Section):
 
     @model_validator(mode="after")
     def _overrides_are_valid(self) -> TrainParams:
+        """Every override must be valid; one for a variant that is not run is simply unused."""
+        from longdoc.models import VARIANTS
+
         for name, override in self.overrides.items():
-            if name not in self.variants:
-                raise ValueError(f"overrides for {name!r}, which is not in variants {self.variants}")
+            if name not in VARIANTS:
+                known = ", ".join(sorted(VARIANTS))
+                raise ValueError(f"overrides for {name!r}, which is not a variant; known: {known}")
             if {"variants", "overrides"} & set(override):
                 raise ValueError(f"overrides.{name} cannot set variants or overrides")
             TrainParams.model_validate({**self.model_dump(exclude={"overrides"}), **override})
@@ -212,15 +219,49 @@ def parse_params(raw: dict[str, Any] | None) -> Params:
         raise LongdocError(_format_error(err)) from None
 
 
-def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None) -> Params:
-    """Read params.yaml, apply dotted overrides (``{"train.epochs": 2}``) and validate."""
-    path = Path(path)
+PROFILE_DIR = "profiles"
+REPLACED_WHOLE = {("train", "overrides")}  # a profile's overrides replace the base's, they do not add to them
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise LongdocError(f"params file not found: {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        return yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise LongdocError(f"{path} is not valid YAML: {err}") from None
+
+
+def _merge(base: dict[str, Any], layer: dict[str, Any], where: tuple[str, ...] = ()) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in layer.items():
+        here = (*where, key)
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and here not in REPLACED_WHOLE:
+            merged[key] = _merge(merged[key], value, here)
+        else:
+            merged[key] = value
+    return merged
+
+
+def profile_path(params_path: Path, profile: str) -> Path:
+    """``--profile gpu`` means ``profiles/gpu.yaml`` beside the params file; a path names a file."""
+    candidate = Path(profile)
+    if candidate.suffix in (".yaml", ".yml"):
+        return candidate
+    return params_path.parent / PROFILE_DIR / f"{profile}.yaml"
+
+
+def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None,
+                profile: str | None = None) -> Params:
+    """Read params.yaml, lay a profile over it, apply dotted overrides (``{"train.epochs": 2}``), validate."""
+    path = Path(path)
+    raw = _read_yaml(path)
+    if profile:
+        found = profile_path(path, profile)
+        if not found.is_file():
+            available = sorted(p.stem for p in (path.parent / PROFILE_DIR).glob("*.yaml"))
+            raise LongdocError(f"profile {profile!r} not found ({found}); available: {', '.join(available) or 'none'}")
+        raw = _merge(raw, _read_yaml(found))
     for dotted, value in (overrides or {}).items():
         node = raw
         *parents, leaf = dotted.split(".")

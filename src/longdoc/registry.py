@@ -165,7 +165,8 @@ def register(params: Params, model_dir: Path, eval_dir: Path, variant: str, labe
     ensure_task_model(client, name, task, labels)
     experiment_id = _experiment_id(mlflow, params.registry.experiment, uri)
     version = None
-    tags = {"variant": variant, "kind": kind, "task": task, "model_name": name, **_lineage_tags(params, lineage)}
+    tags = {"variant": variant, "kind": kind, "task": task, "model_name": name, **_lineage_tags(params, lineage),
+            **_learning_tags(train_dir)}
     with mlflow.start_run(experiment_id=experiment_id, run_name=variant) as run:
         try:
             info, metrics = _log_run_contents(mlflow, params, model_dir, eval_dir, train_dir, labels)
@@ -178,6 +179,17 @@ def register(params: Params, model_dir: Path, eval_dir: Path, variant: str, labe
                 client.delete_model_version(name, version.version)
             raise
     return Registration(name, str(version.version), run.info.run_id, variant, f"models:/{name}/{version.version}")
+
+
+def _learning_tags(train_dir: Path | None) -> dict[str, str]:
+    """``undertrained`` (and why) from the training summary: the gate refuses such a version."""
+    if train_dir is None:
+        return {}
+    summary = json.loads((train_dir / "train_summary.json").read_text())
+    tags = {"undertrained": "true" if summary.get("undertrained") else "false"}
+    if summary.get("undertrained"):
+        tags["undertrained_reason"] = str(summary.get("undertrained_reason", ""))[:4000]
+    return tags
 
 
 def _lineage_tags(params: Params, lineage: Lineage) -> dict[str, str]:

@@ -74,10 +74,11 @@ def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> boo
     name = runs[0].data.tags["model_name"]
     versions = {v.run_id: v for v in client.search_model_versions(f"name='{name}'")}
     table = Table("variant", "version", "accuracy [95% CI]", "macro-F1 [95% CI]", "inverted gap (F1) [95% CI]",
-                  "shuffled gap (F1)", "ECE raw -> calibrated", "docs/s", "train steps", "gate")
+                  "shuffled gap (F1)", "ECE raw -> calibrated", "docs/s", "steps / epochs / tokens", "gate")
     for run in sorted(runs, key=lambda r: -r.data.metrics.get("normal_macro_f1", 0)):
         m, version = run.data.metrics, versions.get(run.info.run_id)
-        steps = _cell(m, "train_steps", 0) if run.data.tags.get("kind") == "model" else "-"
+        steps = (f"{_cell(m, 'train_steps', 0)} / {_cell(m, 'train_epochs', 1)} / {m.get('train_tokens', 0) / 1e6:.2f}M"
+                 if run.data.tags.get("kind") == "model" else "-")
         table.add_row(run.data.tags.get("variant", "?"), str(version.version) if version else "-",
                       _interval(m, "normal_accuracy"), _interval(m, "normal_macro_f1"),
                       _interval(m, "inverted_gap_macro_f1"), _cell(m, "shuffled_gap_macro_f1"),

@@ -36,7 +36,10 @@ from longdoc.models.io import ModelCard, build_classifier, save_classifier
 from longdoc.precision import autocast
 
 STATE_FILE = "trainer_state.pt"
+CHECKPOINT_META = "checkpoint.json"
 KEEP_CHECKPOINTS = 2
+# Settings that do not change what is learned: a checkpoint stays valid when only these differ.
+NOT_SHAPING = {"device", "checkpoint_every", "cache_dir", "variants", "overrides"}
 
 
 @dataclass
@@ -57,7 +60,46 @@ class LoopState:
     best: float = -1.0
     stale: int = 0
     tokens: int = 0
+    validated_at: int = -1
+    best_preds: list[int] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How a run spends its steps: the budget is optimizer steps, epochs follow from the corpus size."""
+
+    steps: int
+    steps_per_epoch: int
+    eval_every: int
+    warmup: int
+
+    @property
+    def epochs(self) -> float:
+        return self.steps / self.steps_per_epoch
+
+
+def plan_budget(n_train: int, cfg: TrainParams) -> Budget:
+    """``max_steps`` means exactly that many updates, on 127 documents or 1,600; without it, ``epochs``.
+
+    Validation runs every ``eval_every`` steps (default: twice per run and at least once per epoch),
+    so early stopping and the learning check work when an epoch is a handful of steps; warmup is a
+    share of the real number of steps.
+    """
+    steps_per_epoch = max(1, math.ceil(math.ceil(n_train / cfg.batch_size) / cfg.grad_accum))
+    steps = cfg.max_steps or steps_per_epoch * cfg.epochs
+    eval_every = cfg.eval_every or max(1, min(steps_per_epoch, math.ceil(steps / 2)))
+    return Budget(steps, steps_per_epoch, eval_every, int(cfg.warmup_ratio * steps))
+
+
+def training_fingerprint(params: Params, variant: str) -> str:
+    """Hash of everything that shapes what a variant learns: a checkpoint of other settings is refused."""
+    import hashlib
+
+    shaping = {"variant": variant, "chunking": params.chunking.model_dump(), "encoder": params.encoder.model_dump(),
+               "longformer": params.longformer.model_dump(),
+               "train": params.train.for_variant(variant).model_dump(exclude=NOT_SHAPING)}
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def load_docs(chunk_dir: Path, labels: list[str] | None = None) -> tuple[dict[str, list[Doc]], list[str]]:
@@ -191,10 +233,16 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def save_checkpoint(out_dir: Path, model, tokenizer, card, optimizer, scheduler, state: LoopState) -> None:
-    """Weights (safetensors) + optimizer, scheduler, RNG and loop state; the state file is written last."""
+def save_checkpoint(out_dir: Path, model, tokenizer, card, optimizer, scheduler, state: LoopState,
+                    fingerprint: str) -> None:
+    """Weights (safetensors), what they belong to (JSON) and the optimizer, scheduler, RNG and loop state.
+
+    The state file is written last, so a checkpoint without it is incomplete and never resumed from.
+    """
     path = out_dir / "checkpoints" / f"step-{state.step:06d}"
     save_classifier(model, tokenizer, card, path)
+    (path / CHECKPOINT_META).write_text(json.dumps({"variant": card.variant, "fingerprint": fingerprint,
+                                                    "step": state.step}))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state(), "loop": state.__dict__}, path / f"{STATE_FILE}.tmp")
     (path / f"{STATE_FILE}.tmp").replace(path / STATE_FILE)
@@ -202,11 +250,25 @@ def save_checkpoint(out_dir: Path, model, tokenizer, card, optimizer, scheduler,
         shutil.rmtree(old, ignore_errors=True)
 
 
+def check_checkpoint(path: Path, variant: str, fingerprint: str) -> None:
+    """Refuse a checkpoint of another variant or of other training settings, before loading anything."""
+    meta_file = path / CHECKPOINT_META
+    meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
+    if meta.get("variant") != variant:
+        raise LongdocError(f"the checkpoint {path} is of variant {meta.get('variant', 'unknown')!r}, not {variant!r}: "
+                           "train each variant into its own --out folder, or delete the checkpoints folder")
+    if meta.get("fingerprint") != fingerprint:
+        raise LongdocError(f"the checkpoint {path} was written with other training settings (fingerprint "
+                           f"{meta.get('fingerprint')} vs {fingerprint}): resuming would mix two runs; delete "
+                           f"{path.parent} to start again")
+
+
 def restore_checkpoint(path: Path, model, optimizer, scheduler) -> LoopState:
+    """Load a checkpoint's tensors and plain values only (``weights_only``: no code is unpickled)."""
     from safetensors.torch import load_model
 
     load_model(model, str(path / "model.safetensors"), device=str(next(model.parameters()).device))
-    saved = torch.load(path / STATE_FILE, weights_only=False)
+    saved = torch.load(path / STATE_FILE, weights_only=True)
     optimizer.load_state_dict(saved["optimizer"])
     scheduler.load_state_dict(saved["scheduler"])
     torch.set_rng_state(saved["rng"])
@@ -238,20 +300,23 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
     train_model = dist.wrap(model)
 
     per_rank = dist.shard(splits["train"])
-    steps_per_epoch = math.ceil(math.ceil(len(per_rank) / cfg.batch_size) / cfg.grad_accum)
-    total = min(cfg.max_steps or steps_per_epoch * cfg.epochs, steps_per_epoch * cfg.epochs)
+    budget = plan_budget(len(per_rank), cfg)
     optimizer = make_optimizer(model, cfg)
-    scheduler = _schedule(optimizer, int(cfg.warmup_ratio * total), total)
+    scheduler = _schedule(optimizer, budget.warmup, budget.steps)
+    fingerprint = training_fingerprint(params, variant)
     state = LoopState()
     checkpoint = latest_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
+        check_checkpoint(checkpoint, variant, fingerprint)
         state = restore_checkpoint(checkpoint, model, optimizer, scheduler)
         print(f"resuming {variant} from {checkpoint} (step {state.step})")
 
+    validate = lambda: _validate(model, splits["val"], labels, make_batch, device, params, state, out_dir,  # noqa: E731
+                                 tokenizer, card, dist)
     started, tokens_at_start = time.perf_counter(), state.tokens
-    progress = tqdm(total=total, initial=state.step, desc=f"train {variant} on {device.type}", unit="step",
+    progress = tqdm(total=budget.steps, initial=state.step, desc=f"train {variant} on {device.type}", unit="step",
                     disable=not dist.is_main)
-    while state.epoch < cfg.epochs and state.step < total:
+    while state.step < budget.steps and state.stale < cfg.patience:
         model.train()
         batches = epoch_batches(per_rank, cfg.batch_size, cfg.seed + state.epoch)
         for i in range(state.next_batch, len(batches)):
@@ -273,30 +338,61 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
             progress.set_postfix(loss=f"{loss.item():.3f}")
             state.history.append({"step": state.step, "epoch": state.epoch, "loss": loss.item(),
                                   "lr": scheduler.get_last_lr()[0]})
+            if state.step % budget.eval_every == 0 or state.step == budget.steps:
+                validate()
             if state.step % cfg.checkpoint_every == 0 and dist.is_main:
-                save_checkpoint(out_dir, model, tokenizer, card, optimizer, scheduler, state)
-            if state.step >= total:
+                save_checkpoint(out_dir, model, tokenizer, card, optimizer, scheduler, state, fingerprint)
+            if state.step >= budget.steps or state.stale >= cfg.patience:
                 break
-        epoch_done = state.next_batch >= len(batches)
-        if state.step >= total or epoch_done:
-            _end_of_epoch(model, splits["val"], labels, make_batch, device, params, state, out_dir, tokenizer, card,
-                          dist)
+        if state.next_batch >= len(batches):
             state.epoch, state.next_batch = state.epoch + 1, 0
-        if state.stale >= cfg.patience:
-            break
+    if dist.is_main and (state.validated_at != state.step or not (out_dir / "model").is_dir()):
+        validate()  # e.g. resumed from a checkpoint written at the last step: model/ must still be written
     progress.close()
     seconds = time.perf_counter() - started
+    undertrained, why = learning_check(splits["val"], state, labels)
     summary = {"variant": variant, "device": device.type, "world_size": dist.world_size, "steps": state.step,
-               "epochs_run": state.epoch, "best_val_macro_f1": state.best, "train_seconds": round(seconds, 1),
+               "epochs": round(state.step / budget.steps_per_epoch, 2), "steps_per_epoch": budget.steps_per_epoch,
+               "tokens": state.tokens * dist.world_size, "best_val_macro_f1": state.best,
+               "train_seconds": round(seconds, 1),
                "train_tokens_per_second": round((state.tokens - tokens_at_start) * dist.world_size / seconds, 1),
                "labels": labels, "train_docs": len(splits["train"]), "val_docs": len(splits["val"]),
-               "max_steps": total, "freeze_layers": cfg.freeze_layers, "grad_chunks": cfg.grad_chunks,
+               "max_steps": budget.steps, "eval_every": budget.eval_every, "warmup_steps": budget.warmup,
+               "freeze_layers": cfg.freeze_layers, "grad_chunks": cfg.grad_chunks,
+               "undertrained": undertrained, "undertrained_reason": why,
                "embedding_cache": cache.meta if cache is not None else None}
     if dist.is_main:
         (out_dir / "history.json").write_text(json.dumps(state.history, indent=1))
         (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        if undertrained:
+            print(f"warning: {variant} is undertrained: {why}")
     dist.barrier()
     return summary
+
+
+def learning_check(val_docs: list[Doc], state: LoopState, labels: list[str]) -> tuple[bool, str]:
+    """Did the model learn anything? Its validation macro-F1, by the lower end of its bootstrap interval,
+    must be above that of always answering the majority class; a loss that stayed at ln(number of
+    labels) is named with the settings to change."""
+    from longdoc.metrics import bootstrap_interval, macro_f1_indices
+
+    if not val_docs or len(state.best_preds) != len(val_docs):
+        return False, ""
+    y = np.array([d.label for d in val_docs])
+    preds = np.array(state.best_preds)
+    majority = macro_f1_indices(y, np.full_like(y, np.bincount(y).argmax()), len(labels))
+    low = bootstrap_interval("macro_f1", y, preds, len(labels))[0] if len(y) > 1 else state.best
+    if low > majority:
+        return False, ""
+    why = (f"validation macro-F1 {state.best:.3f} (95% lower bound {low:.3f}) is not above the majority-class "
+           f"rate {majority:.3f} on {len(y)} documents")
+    losses = [h["loss"] for h in state.history]
+    chance = math.log(len(labels))
+    late = float(np.mean(losses[-max(1, len(losses) // 5):])) if losses else float("nan")
+    if losses and late >= 0.9 * chance:
+        why += (f"; the training loss stayed near ln({len(labels)}) = {chance:.2f} (last steps: {late:.2f}): "
+                f"raise train.max_steps (now {state.step}) or train.lr, or lower train.freeze_layers")
+    return True, why
 
 
 def _embedding_cache(model, splits, special, device, chunk_dir: Path, params: Params, cfg: TrainParams):
@@ -314,20 +410,21 @@ def _embedding_cache(model, splits, special, device, chunk_dir: Path, params: Pa
                          params.encoder.name_or_path, params.encoder.pooling)
 
 
-def _end_of_epoch(model, val_docs, labels, make_batch, device, params, state: LoopState, out_dir, tokenizer, card,
-                  dist: Distributed) -> None:
-    """Validate, keep the best weights, count epochs without improvement."""
+def _validate(model, val_docs, labels, make_batch, device, params, state: LoopState, out_dir, tokenizer, card,
+              dist: Distributed) -> None:
+    """Validate, keep the best weights in ``out_dir/model``, count validations without improvement."""
+    state.validated_at = state.step
     if not dist.is_main:
         return
-    score = 0.0
+    score, preds = 0.0, []
     if val_docs:
         preds = predict_docs(model, val_docs, make_batch, device, params.evaluate.batch_size)
         score = classification_metrics([labels[d.label] for d in val_docs], [labels[p] for p in preds],
                                        labels)["macro_f1"]
         if state.history:
             state.history[-1]["val_macro_f1"] = score
-    if score > state.best or not val_docs:
-        state.best, state.stale = score, 0
+    if score > state.best or not val_docs or not (out_dir / "model").is_dir():
+        state.best, state.stale, state.best_preds = max(score, state.best), 0, preds
         save_classifier(model, tokenizer, card, out_dir / "model")
     else:
         state.stale += 1
