@@ -35,7 +35,7 @@ def test_narrowing_the_variants_works_as_typed():
         load_params(ROOT / "params.yaml", {"train.overrides": {"atention": {"max_steps": 5}}})
 
 
-def test_both_profiles_validate_and_the_gpu_one_carries_the_gpu_settings():
+def test_both_profiles_validate_and_the_gpu_one_carries_the_gpu_settings(tmp_path):
     cpu = load_params(ROOT / "params.yaml")
     gpu = load_params(ROOT / "params.yaml", profile="gpu")
     assert (cpu.chunking.chunk_tokens, cpu.longformer.max_tokens) == (128, 1024)
@@ -44,8 +44,11 @@ def test_both_profiles_validate_and_the_gpu_one_carries_the_gpu_settings():
     assert gpu.train.for_variant("chunk_mean").freeze_layers == 0 and gpu.evaluate.docs_per_label is None
     with pytest.raises(LongdocError, match="profile 'tpu' not found"):
         load_params(ROOT / "params.yaml", profile="tpu")
-    done = cli("--profile", "gpu", "pipeline", "compile", "--out", "/dev/null")
+    done = cli("--profile", "gpu", "pipeline", "compile", "--out", str(tmp_path / "gpu.yaml"))
     assert done.returncode == 0, done.stderr
+    assert "max_tokens: 4096" in (tmp_path / "gpu.yaml").read_text()  # the profile is compiled in
+    wrong = cli("pipeline", "compile", "--out", str(tmp_path / "gpu.txt"))
+    assert wrong.returncode == 2 and "must end with .yaml" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
 def test_a_budget_too_small_to_learn_is_marked_undertrained_and_refused(tiny_chunks, tmp_path, monkeypatch):

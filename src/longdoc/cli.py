@@ -347,6 +347,8 @@ def _preflight(cfg) -> None:
 def pipeline_compile(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
                      out: Path = OUT / "longdoc_pipeline.yaml") -> None:
     """Write the pipeline's IR YAML (for the Kubeflow UI or `kfp run create`)."""
+    if out.suffix not in (".yaml", ".yml"):
+        raise LongdocError(f"--out {out}: the compiled pipeline must end with .yaml")
     _project_root()
     from pipelines.runner import compile_pipeline
 
