@@ -16,7 +16,8 @@ from longdoc.plots import robustness_png, sweep_png
 from longdoc.views import SWEEP, SWEEP_POSITIONS
 
 COLUMNS = {
-    "normal_accuracy": "accuracy", "normal_macro_f1": "macro-F1", "normal_macro_f1_lo": "macro-F1 lo",
+    "normal_accuracy": "accuracy", "normal_accuracy_lo": "accuracy lo", "normal_accuracy_hi": "accuracy hi",
+    "normal_macro_f1": "macro-F1", "normal_macro_f1_lo": "macro-F1 lo",
     "normal_macro_f1_hi": "macro-F1 hi", "inverted_gap_macro_f1": "inverted gap (F1)",
     "inverted_gap_macro_f1_lo": "inverted gap lo", "inverted_gap_macro_f1_hi": "inverted gap hi",
     "normal_ece_uncalibrated": "ECE raw", "inverted_accuracy": "inverted acc",

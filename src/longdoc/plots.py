@@ -54,13 +54,22 @@ def sweep_png(curves: dict[str, list[float]], positions: tuple[float, ...], titl
 
 
 def robustness_png(frame, path: Path) -> Path:
-    """Accuracy on normal, inverted and shuffled documents, one group of bars per model."""
+    """Accuracy on normal, inverted and shuffled documents, one group of bars per model.
+
+    The normal bar carries the 95% bootstrap interval of accuracy, so a reader sees which gaps are
+    larger than the resolution of the test split.
+    """
     plt = _pyplot()
     views = [("accuracy", "normal"), ("inverted acc", "inverted"), ("shuffled acc", "shuffled")]
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(frame)), 4), dpi=110)
     width = 0.8 / len(views)
     for k, (column, label) in enumerate(views):
-        ax.bar([i + k * width for i in range(len(frame))], frame[column].astype(float), width, label=label)
+        values = frame[column].astype(float)
+        errors = None
+        if k == 0 and {"accuracy lo", "accuracy hi"} <= set(frame.columns):
+            errors = [(values - frame["accuracy lo"].astype(float)).clip(lower=0),
+                      (frame["accuracy hi"].astype(float) - values).clip(lower=0)]
+        ax.bar([i + k * width for i in range(len(frame))], values, width, label=label, yerr=errors, capsize=3)
     ax.set_xticks([i + width for i in range(len(frame))], frame["variant"], rotation=20, ha="right")
     low = float(frame[[c for c, _ in views]].astype(float).min().min())
     ax.set_ylim(max(0.0, low - 0.1), 1.0)

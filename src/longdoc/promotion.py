@@ -188,7 +188,8 @@ def choose(client, name: str, survivors: list, rules: GateParams) -> tuple[objec
                                             f"{rules.min_gain}: difference {diff}")
     for version in models[1:]:
         score, best = _tag(version, PROMOTION_METRIC), _tag(models[0], PROMOTION_METRIC)
-        lost[str(version.version)] = f"{_describe(chosen)} is this run's choice (macro-F1 {score:.4f} vs {best:.4f})"
+        lost[str(version.version)] = (f"{_describe(chosen)} is this run's choice; the best transformer is "
+                                      f"{_describe(models[0])} (macro-F1 {best:.4f} vs {score:.4f})")
     return chosen, lost
 
 
