@@ -110,3 +110,10 @@ def test_small_labels_get_a_test_and_val_document(small_corpus):
     frame = assign_splits(read_corpus(small_corpus), DataParams())  # 12 per label
     counts = frame.groupby("label")["split"].value_counts().unstack(fill_value=0)
     assert (counts["test"] >= 1).all() and (counts["val"] >= 1).all() and (counts["train"] >= 8).all()
+
+
+def test_a_slice_keeps_every_split(demo_corpus):
+    """The slice and the split hash documents independently: a hash-chosen slice is not all test documents."""
+    frame = stable_sample(read_corpus(demo_corpus), 40, 13)
+    counts = assign_splits(frame, DataParams())["split"].value_counts()
+    assert counts["train"] > counts["test"] > 0 and counts["val"] > 0

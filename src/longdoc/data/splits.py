@@ -22,9 +22,13 @@ from longdoc.config import DataParams
 SMALL_LABEL_DOCS = 40
 
 
-def id_point(doc_id: str, seed: int) -> float:
-    """Where a document falls in [0, 1): the same on every machine, for every corpus it is in."""
-    digest = hashlib.sha256(f"{seed}:{doc_id}".encode()).digest()
+def id_point(doc_id: str, seed: int, purpose: str = "split") -> float:
+    """Where a document falls in [0, 1): the same on every machine, for every corpus it is in.
+
+    ``purpose`` salts the hash: a slice chosen by the split's own hash would be all test documents.
+    """
+    salt = "" if purpose == "split" else f"{purpose}:"
+    digest = hashlib.sha256(f"{salt}{seed}:{doc_id}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
@@ -73,7 +77,7 @@ def stable_sample(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame
     """
     if n is None:
         return frame
-    points = frame["id"].astype(str).map(lambda i: id_point(i, seed))
+    points = frame["id"].astype(str).map(lambda i: id_point(i, seed, "sample"))
     parts = [g.loc[points[g.index].sort_values(kind="stable").index[:n]] for _, g in frame.groupby("label", sort=True)]
     return pd.concat(parts).sort_values("id", kind="stable").reset_index(drop=True) if parts else frame.iloc[:0]
 
