@@ -75,7 +75,8 @@ class TrainParams(_Section):
     weight_decay: float = Field(0.01, ge=0)
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     max_grad_norm: float = Field(1.0, gt=0)
-    patience: int = Field(3, ge=1, description="Validations without val macro-F1 gain before stopping.")
+    patience: int | None = Field(None, ge=1, description="Stop after this many validations without a val macro-F1 "
+                                                         "gain (null: train the whole budget, keep the best).")
     val_docs_per_label: int | None = Field(None, ge=1, description="Validate on at most N documents per label.")
     seed: int = 13
     device: Literal["auto", "cpu", "cuda"] = "auto"

@@ -316,7 +316,7 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
     started, tokens_at_start = time.perf_counter(), state.tokens
     progress = tqdm(total=budget.steps, initial=state.step, desc=f"train {variant} on {device.type}", unit="step",
                     disable=not dist.is_main)
-    while state.step < budget.steps and state.stale < cfg.patience:
+    while state.step < budget.steps and not _stop_early(state, cfg):
         model.train()
         batches = epoch_batches(per_rank, cfg.batch_size, cfg.seed + state.epoch)
         for i in range(state.next_batch, len(batches)):
@@ -342,7 +342,7 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
                 validate()
             if state.step % cfg.checkpoint_every == 0 and dist.is_main:
                 save_checkpoint(out_dir, model, tokenizer, card, optimizer, scheduler, state, fingerprint)
-            if state.step >= budget.steps or state.stale >= cfg.patience:
+            if state.step >= budget.steps or _stop_early(state, cfg):
                 break
         if state.next_batch >= len(batches):
             state.epoch, state.next_batch = state.epoch + 1, 0
@@ -368,6 +368,11 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
             print(f"warning: {variant} is undertrained: {why}")
     dist.barrier()
     return summary
+
+
+def _stop_early(state: LoopState, cfg: TrainParams) -> bool:
+    """Opt-in early stopping: by default the whole step budget is trained and the best validation kept."""
+    return cfg.patience is not None and state.stale >= cfg.patience
 
 
 def learning_check(val_docs: list[Doc], state: LoopState, labels: list[str]) -> tuple[bool, str]:
