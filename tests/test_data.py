@@ -5,6 +5,8 @@ import sys
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from longdoc.config import DataParams
 from longdoc.data.corpus import read_corpus, write_jsonl
@@ -117,3 +119,20 @@ def test_a_slice_keeps_every_split(demo_corpus):
     frame = stable_sample(read_corpus(demo_corpus), 40, 13)
     counts = assign_splits(frame, DataParams())["split"].value_counts()
     assert counts["train"] > counts["test"] > 0 and counts["val"] > 0
+
+
+@settings(max_examples=60, deadline=None)
+@given(ids=st.sets(st.text("abcdefghij0123456789/", min_size=1, max_size=12), min_size=90, max_size=160),
+       extra=st.sets(st.text("klmnopqrstuvwxyz", min_size=1, max_size=12), min_size=1, max_size=60),
+       seed=st.integers(0, 1000))
+def test_adding_documents_never_moves_one_property(ids, extra, seed):
+    """For labels at or above SMALL_LABEL_DOCS, a document's split depends on its id and the seed alone."""
+    from longdoc.data.splits import SMALL_LABEL_DOCS
+
+    params = DataParams(seed=seed)
+    before = pd.DataFrame({"id": sorted(ids), "text": "t", "label": "a"})
+    after = pd.concat([before, pd.DataFrame({"id": sorted(extra - ids), "text": "t", "label": "a"})])
+    assert len(before) >= SMALL_LABEL_DOCS
+    old = assign_splits(before, params).set_index("id")["split"]
+    new = assign_splits(after, params).set_index("id")["split"]
+    assert (new.loc[old.index] == old).all()
