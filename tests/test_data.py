@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from longdoc.config import DataParams
 from longdoc.data.corpus import read_corpus, write_jsonl
 from longdoc.data.demo import DEMO_DVC_MD5
-from longdoc.data.splits import assign_splits, stable_sample
+from longdoc.data.splits import assign_splits, sample_per_label
 from longdoc.data.versioning import corpus_version
 from longdoc.errors import LongdocError
 
@@ -95,7 +95,7 @@ def test_edits_and_slices_change_the_data_version(small_corpus):
     edited.loc[0, "text"] = edited.loc[0, "text"] + " One more sentence."
     relabelled = frame.copy()
     relabelled.loc[0, "label"] = "tech" if frame.loc[0, "label"] != "tech" else "business"
-    versions = {corpus_version(f) for f in (frame, edited, relabelled, stable_sample(frame, 6, 13))}
+    versions = {corpus_version(f) for f in (frame, edited, relabelled, sample_per_label(frame, 6, 13))}
     assert len(versions) == 4
 
 
@@ -116,7 +116,7 @@ def test_small_labels_get_a_test_and_val_document(small_corpus):
 
 def test_a_slice_keeps_every_split(demo_corpus):
     """The slice and the split hash documents independently: a hash-chosen slice is not all test documents."""
-    frame = stable_sample(read_corpus(demo_corpus), 40, 13)
+    frame = sample_per_label(read_corpus(demo_corpus), 40, 13)
     counts = assign_splits(frame, DataParams())["split"].value_counts()
     assert counts["train"] > counts["test"] > 0 and counts["val"] > 0
 

@@ -104,11 +104,11 @@ PREVIEW_ROWS = 20
 def _preview_policy(frame, cfg) -> None:
     """Say before writing what the run's validation would do, so a bad document surfaces at import, not
     minutes into a run. Informational only: the import itself refuses unreadable files alone."""
-    from longdoc.data.splits import assign_splits, sample_per_label
+    from longdoc.data.splits import slice_and_split
     from longdoc.validation import plan_policy
 
     data = cfg.data
-    plan = plan_policy(assign_splits(sample_per_label(frame, data.sample_per_label, data.seed), data), data)
+    plan = plan_policy(slice_and_split(frame, data), data)
     policy = f"data.on_invalid={data.on_invalid}, data.max_invalid_fraction={data.max_invalid_fraction:g}"
     console = _console()
     if plan.failure:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from longdoc.config import Params
-from longdoc.data.splits import stable_sample
+from longdoc.data.splits import sample_per_label
 from longdoc.errors import LongdocError
 from longdoc.metrics import (
     bootstrap_interval,
@@ -62,7 +62,7 @@ def calibrate(model: TextClassifier, corpus: pd.DataFrame, params: Params, out_d
     The temperature travels with the registered model (an artifact of the MLflow model), so the
     probabilities the service returns are the calibrated ones the table reports.
     """
-    val = stable_sample(corpus[corpus["split"] == "val"], params.train.val_docs_per_label, params.data.seed)
+    val = sample_per_label(corpus[corpus["split"] == "val"], params.train.val_docs_per_label, params.data.seed)
     val = val[val["label"].isin(model.labels)]
     model.temperature = 1.0
     temperature = 1.0
@@ -100,7 +100,7 @@ def evaluate(model: TextClassifier, name: str, corpus: pd.DataFrame, params: Par
     """
     cfg = params.evaluate
     seed = params.data.seed
-    test = stable_sample(corpus[corpus["split"] == "test"], cfg.docs_per_label, seed)
+    test = sample_per_label(corpus[corpus["split"] == "test"], cfg.docs_per_label, seed)
     if test.empty:
         raise LongdocError("the test split is empty: nothing to evaluate")
     unknown = sorted(set(test["label"]) - set(model.labels))
@@ -142,7 +142,7 @@ def evaluate(model: TextClassifier, name: str, corpus: pd.DataFrame, params: Par
     for view in ("inverted", "shuffled"):
         metrics.update(_gap_metrics(view, y, predicted["normal"], predicted[view], multi, n_labels, seed))
 
-    sweep_docs = stable_sample(test, cfg.sweep_docs_per_label, seed)
+    sweep_docs = sample_per_label(test, cfg.sweep_docs_per_label, seed)
     sweep_true = sweep_docs["label"].tolist()
     for view, make in SWEEP.items():
         probs, _, _ = _run_view(model, [make(t, seed) for t in sweep_docs["text"]], cfg.batch_size)

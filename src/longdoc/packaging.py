@@ -73,6 +73,8 @@ def build_bento(params: Params, model_tag: str) -> str:
         raise LongdocError(f"no bentofile.yaml in {service_dir}")
     args = {"model_tag": model_tag, "max_chars": params.serving.max_chars,
             "quantize": "1" if params.serving.quantize else "0"}
+    # the service lets an environment variable override its build arguments (for serve time); pin it here
+    # so a stray LONGDOC_BENTO_MODEL in the builder's environment cannot pack another model
     with _env(MODEL_TAG_ENV, model_tag):
         bento = bentoml.bentos.build_bentofile(str(service_dir / "bentofile.yaml"), build_ctx=str(service_dir),
                                                args=args)

@@ -117,7 +117,7 @@ def _experiment_id(mlflow, name: str, uri: str) -> str:
 
 
 def _log_run_contents(mlflow, params: Params, model_dir: Path, eval_dir: Path, train_dir: Path | None,
-                      labels: list[str]):
+                      summary: dict | None, labels: list[str]):
     from mlflow.models import infer_signature
 
     from longdoc.pyfunc import LongdocModel
@@ -126,7 +126,6 @@ def _log_run_contents(mlflow, params: Params, model_dir: Path, eval_dir: Path, t
     mlflow.log_params(_flat("", params.model_dump()))
     mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
     if train_dir is not None:
-        summary = json.loads((train_dir / "train_summary.json").read_text())
         mlflow.log_metrics({f"train_{k}": float(v) for k, v in summary.items() if isinstance(v, int | float)})
         for row in json.loads((train_dir / "history.json").read_text()):
             mlflow.log_metric("train_loss", row["loss"], step=row["step"])
@@ -165,11 +164,12 @@ def register(params: Params, model_dir: Path, eval_dir: Path, variant: str, labe
     ensure_task_model(client, name, task, labels)
     experiment_id = _experiment_id(mlflow, params.registry.experiment, uri)
     version = None
+    summary = json.loads((train_dir / "train_summary.json").read_text()) if train_dir is not None else None
     tags = {"variant": variant, "kind": kind, "task": task, "model_name": name, **_lineage_tags(params, lineage),
-            **_learning_tags(train_dir)}
+            **_learning_tags(summary)}
     with mlflow.start_run(experiment_id=experiment_id, run_name=variant) as run:
         try:
-            info, metrics = _log_run_contents(mlflow, params, model_dir, eval_dir, train_dir, labels)
+            info, metrics = _log_run_contents(mlflow, params, model_dir, eval_dir, train_dir, summary, labels)
             mlflow.set_tags(tags)
             version = mlflow.register_model(info.model_uri, name, tags={
                 **tags, "labels": json.dumps(sorted(labels)), "status": "candidate",
@@ -181,11 +181,10 @@ def register(params: Params, model_dir: Path, eval_dir: Path, variant: str, labe
     return Registration(name, str(version.version), run.info.run_id, variant, f"models:/{name}/{version.version}")
 
 
-def _learning_tags(train_dir: Path | None) -> dict[str, str]:
+def _learning_tags(summary: dict | None) -> dict[str, str]:
     """``undertrained`` (and why) from the training summary: the gate refuses such a version."""
-    if train_dir is None:
+    if summary is None:
         return {}
-    summary = json.loads((train_dir / "train_summary.json").read_text())
     tags = {"undertrained": "true" if summary.get("undertrained") else "false"}
     if summary.get("undertrained"):
         tags["undertrained_reason"] = str(summary.get("undertrained_reason", ""))[:4000]

@@ -25,12 +25,11 @@ def validate(params: Params, corpus_path: str | Path, out_dir: Path) -> dict:
     may stop the run, so a refused run leaves behind what the user must fix; no later stage runs.
     """
     from longdoc.data.corpus import read_corpus
-    from longdoc.data.splits import assign_splits, sample_per_label
+    from longdoc.data.splits import slice_and_split
     from longdoc.data.versioning import corpus_version, file_sha256, tracked_dvc_version
     from longdoc.validation import PolicyError, apply_policy
 
-    frame = read_corpus(corpus_path)
-    frame = assign_splits(sample_per_label(frame, params.data.sample_per_label, params.data.seed), params.data)
+    frame = slice_and_split(read_corpus(corpus_path), params.data)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         result = apply_policy(frame, params.data)
@@ -80,14 +79,17 @@ def evaluate(params: Params, model_dir: Path, corpus_dir: Path, out_dir: Path) -
     return evaluate_model(model_dir, read_validated(corpus_dir), params, out_dir)
 
 
+def _corpus_summary(corpus_dir: Path) -> dict:
+    """What the validate stage recorded about the corpus it kept (data version, DVC md5, quarantine)."""
+    return json.loads((corpus_dir / "summary.json").read_text())
+
+
 def _lineage(corpus_dir: Path, git_commit: str, pipeline_run_id: str):
-    from longdoc.data.versioning import corpus_version
     from longdoc.registry import Lineage
 
-    summary = json.loads((corpus_dir / "summary.json").read_text())
-    version = summary.get("data_version") or corpus_version(read_validated(corpus_dir))
-    return Lineage(version, summary["corpus_sha256"], git_commit, pipeline_run_id,
-                   summary.get("dvc_md5", "untracked"), int(summary.get("quarantined") or 0))
+    summary = _corpus_summary(corpus_dir)
+    return Lineage(summary["data_version"], summary["corpus_sha256"], git_commit, pipeline_run_id,
+                   summary["dvc_md5"], int(summary["quarantined"]))
 
 
 def register(params: Params, train_dir: Path, eval_dir: Path, corpus_dir: Path, git_commit: str,
@@ -119,7 +121,7 @@ def gate(params: Params, model_name: str, versions: list[str], corpus_dir: Path)
 
     uri = resolve_tracking_uri(params.registry.tracking_uri)
     client = use_tracking(uri).MlflowClient()
-    current = _lineage(corpus_dir, "", "").data_version
+    current = _corpus_summary(corpus_dir)["data_version"]
     return decide(client, uri, model_name, versions, params.registry.champion_alias, current,
                   params.registry.gate, read_validated(corpus_dir))
 
@@ -130,8 +132,7 @@ def current_data(params: Params, out_dir: Path) -> tuple[str, pd.DataFrame]:
     What manual gate and promote commands compare a candidate's data version with: a corpus edited
     without ``dvc add``, read from another path or sliced differently gives another version.
     """
-    validate(params, params.data.corpus, out_dir)
-    return _lineage(out_dir, "", "").data_version, read_validated(out_dir)
+    return validate(params, params.data.corpus, out_dir)["data_version"], read_validated(out_dir)
 
 
 def compare(params: Params, run_ids: list[str], out_dir: Path, model_name: str) -> str:

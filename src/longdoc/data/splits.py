@@ -69,8 +69,8 @@ def assign_splits(frame: pd.DataFrame, params: DataParams) -> pd.DataFrame:
     return frame
 
 
-def stable_sample(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    """At most ``n`` documents per label, chosen by the hash of their id.
+def sample_per_label(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
+    """At most ``n`` documents per label (a small, still stratified slice), chosen by the hash of their id.
 
     Adding documents to a corpus keeps a document in the sample unless a new one outranks it, so
     two evaluations of one task on two data versions share most of their documents.
@@ -82,6 +82,6 @@ def stable_sample(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame
     return pd.concat(parts).sort_values("id", kind="stable").reset_index(drop=True) if parts else frame.iloc[:0]
 
 
-def sample_per_label(frame: pd.DataFrame, n: int | None, seed: int) -> pd.DataFrame:
-    """Keep at most ``n`` documents per label (a small, still stratified slice for tests and demos)."""
-    return stable_sample(frame, n, seed)
+def slice_and_split(frame: pd.DataFrame, params: DataParams) -> pd.DataFrame:
+    """The corpus a run validates: ``data.sample_per_label`` applied, then the splits assigned."""
+    return assign_splits(sample_per_label(frame, params.sample_per_label, params.seed), params)
