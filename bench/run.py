@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -82,43 +83,33 @@ def best_transformer(client, params):
     return max(versions, key=lambda v: float(v.tags.get("normal_macro_f1", 0)), default=None)
 
 
-def bench_quantization(texts, tiny: bool) -> dict:
-    """Accuracy and speed of the champion with and without int8 dynamic quantization."""
-    import pandas as pd
-
+def bench_quantization(corpus_path: Path, tiny: bool) -> dict:
+    """Accuracy and speed of the demo task's best transformer with and without int8 dynamic quantization,
+    on the test split of ``corpus_path`` (split as the pipeline splits it)."""
     from longdoc.config import load_params
-    from longdoc.data.splits import sample_per_label
+    from longdoc.data.demo import load_bbc
+    from longdoc.data.splits import sample_per_label, slice_and_split
     from longdoc.inference import Predictor
     from longdoc.metrics import classification_metrics
-    from longdoc.tracking import use_tracking
+    from longdoc.tracking import resolve_tracking_uri, use_tracking
 
     params = load_params()
-    from longdoc.tracking import resolve_tracking_uri
-
     uri = resolve_tracking_uri(params.registry.tracking_uri)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
-        result = {"status": f"not run: no registry at {uri} (run `make run` first)"}
-        common.write("quantization", result)
-        return result
+        return _not_run("quantization", f"no registry at {uri} (run `make run` first)")
     try:
         client = use_tracking(params.registry.tracking_uri).MlflowClient()
         champion = best_transformer(client, params)
     except Exception:  # noqa: BLE001 - a benchmark reports, it does not fail the suite
         champion = None
     if champion is None:
-        result = {"status": "not run: no transformer in the demo task's registry (run `make run` first)"}
-        common.write("quantization", result)
-        return result
+        return _not_run("quantization", "no transformer in the demo task's registry (run `make run` first)")
     import mlflow
 
     path = mlflow.artifacts.download_artifacts(f"models:/{champion.name}/{champion.version}")
     model_dir = next(Path(path).rglob("longdoc.json")).parent
-    corpus = pd.read_parquet(next(Path("outputs").rglob("corpus.parquet"))) if list(Path("outputs").rglob(
-        "corpus.parquet")) else None
-    if corpus is None:
-        result = {"status": "not run: no validated corpus under outputs/ (run `make run` first)"}
-        common.write("quantization", result)
-        return result
+    frame = read_corpus(corpus_path) if corpus_path.is_file() else load_bbc()[0]
+    corpus = slice_and_split(frame, params.data)
     test = sample_per_label(corpus[corpus["split"] == "test"], 4 if tiny else 40, params.data.seed)
     rows = {}
     for name in ("fp32", "int8"):
@@ -131,10 +122,16 @@ def bench_quantization(texts, tiny: bool) -> dict:
         pred = [predictor.labels[i] for i in probs.argmax(1)]
         rows[name] = {"docs_per_s": len(test) / seconds,
                       **classification_metrics(test["label"].tolist(), pred, predictor.labels)}
-    result = {"champion": f"{params.registry.model_name} v{champion.version} ({champion.tags.get('variant')})",
+    result = {"champion": f"{champion.name} v{champion.version} ({champion.tags.get('variant')})",
               "test_docs": len(test), **rows, "speedup": rows["int8"]["docs_per_s"] / rows["fp32"]["docs_per_s"],
               "macro_f1_cost": rows["fp32"]["macro_f1"] - rows["int8"]["macro_f1"]}
     common.write("quantization", result)
+    return result
+
+
+def _not_run(name: str, why: str) -> dict:
+    result = {"status": f"not run: {why}"}
+    common.write(name, result)
     return result
 
 
@@ -194,13 +191,37 @@ def bench_serving(texts, tiny: bool) -> dict:
     return result
 
 
+def bench_cli(corpus: Path, tiny: bool) -> dict:
+    """Seconds until the CLI answers: `--help`, and a run refused for an unreachable tracking server."""
+    import statistics
+    import subprocess
+    import sys
+
+    longdoc = str(Path(sys.executable).with_name("longdoc"))
+    commands = {"help": [longdoc, "--help"],
+                "refuse_unreachable_tracking": [longdoc, "run", "--set", "registry.tracking_uri=http://127.0.0.1:9",
+                                                "--set", f"data.corpus={corpus}"]}
+    result = {}
+    for name, command in commands.items():
+        seconds = []
+        for _ in range(1 if tiny else 5):
+            started = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True,
+                                  env={**os.environ, "MLFLOW_TRACKING_URI": ""})
+            seconds.append(time.perf_counter() - started)
+        result[name] = {"median_s": statistics.median(seconds), "max_s": max(seconds), "n": len(seconds),
+                        "exit_code": done.returncode, "said": (done.stderr or done.stdout).strip().splitlines()[-1]}
+    common.write("cli", result)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="smallest sizes: checks the suite runs")
     parser.add_argument("--corpus", type=Path, default=Path("data/corpus.jsonl"))
     parser.add_argument("--out", type=Path, default=common.RESULTS)
     parser.add_argument("--only", nargs="*", default=None,
-                        help="recipe hardware scaling quantization cache training serving")
+                        help="recipe hardware scaling quantization cache training serving cli")
     args = parser.parse_args()
     common.RESULTS = args.out
     from longdoc.models.encoder import load_tokenizer
@@ -211,10 +232,11 @@ def main() -> None:
     sections = {"recipe": lambda: bench_recipe(texts, tokenizer, args.tiny),
                 "hardware": lambda: bench_hardware(texts, tokenizer, args.tiny),
                 "scaling": lambda: bench_scaling(texts, tokenizer, args.tiny),
-                "quantization": lambda: bench_quantization(texts, args.tiny),
+                "quantization": lambda: bench_quantization(args.corpus, args.tiny),
                 "cache": lambda: bench_cache(args.corpus, args.tiny),
                 "training": lambda: bench_training(args.corpus, args.tiny),
-                "serving": lambda: bench_serving(texts, args.tiny)}
+                "serving": lambda: bench_serving(texts, args.tiny),
+                "cli": lambda: bench_cli(args.corpus, args.tiny)}
     summary = {}
     for name, section in sections.items():
         if args.only and name not in args.only:

@@ -7,6 +7,7 @@ huge document is refused before it reaches the model.
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -29,14 +30,57 @@ def _setting(env: str, arg: str, default: str) -> str:
 
 MODEL_TAG = _setting("LONGDOC_BENTO_MODEL", "model_tag", "longdoc-classifier:latest")
 MAX_CHARS = int(_setting("LONGDOC_MAX_CHARS", "max_chars", "200000"))
-MAX_BATCH = int(_setting("LONGDOC_MAX_BATCH", "max_batch", "64"))
+MAX_BATCH_DOCS = int(_setting("LONGDOC_MAX_BATCH_DOCS", "max_batch_docs", "64"))
+MAX_BODY_BYTES = int(_setting("LONGDOC_MAX_BODY_BYTES", "max_body_bytes", "8000000"))
 QUANTIZE = _setting("LONGDOC_QUANTIZE", "quantize", "0").lower() in ("1", "true", "yes")
 PAGE = Path(__file__).with_name("static") / "index.html"
 
 Text = Annotated[str, Field(min_length=1, max_length=MAX_CHARS, pattern=r"\S",
                             description="The document's raw text; paragraphs separated by blank lines.")]
 
+Texts = Annotated[list[Text], Field(min_length=1, max_length=MAX_BATCH_DOCS,
+                                     description=f"At most {MAX_BATCH_DOCS} documents per request.")]
+
 web = FastAPI(title="longdoc pages")
+
+
+class BodyLimit:
+    """Refuses a request body over ``max_bytes`` with 413 before it is parsed or reaches a model.
+
+    A declared Content-Length is checked first; a body without one (chunked) is read up to the limit
+    and refused as soon as it passes it, so a client cannot make the server buffer an unbounded body.
+    """
+
+    def __init__(self, app, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            return await self._refuse(send)
+        messages, size = [], 0
+        while True:  # buffer up to the limit, then replay to the app
+            message = await receive()
+            messages.append(message)
+            size += len(message.get("body", b""))
+            if size > self.max_bytes:
+                return await self._refuse(send)
+            if message["type"] != "http.request" or not message.get("more_body"):
+                break
+
+        async def replay():
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, send) -> None:
+        body = json.dumps({"error": f"request body is larger than the limit of {self.max_bytes} bytes "
+                                    "(serving.max_body_bytes)"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 @bentoml.service(name="longdoc", traffic={"timeout": 120, "max_concurrency": 64})
@@ -62,8 +106,8 @@ class LongdocService:
         started = time.perf_counter()
         return self._reply(self.predictor.predict([text])[0], started)
 
-    @bentoml.api(route="/classify_batch", batchable=True, max_batch_size=MAX_BATCH, max_latency_ms=500)
-    def classify_batch(self, texts: list[Text]) -> list[dict]:
+    @bentoml.api(route="/classify_batch", batchable=True, max_batch_size=MAX_BATCH_DOCS, max_latency_ms=500)
+    def classify_batch(self, texts: Texts) -> list[dict]:
         """Many documents; concurrent requests are merged into one batch (adaptive batching)."""
         started = time.perf_counter()
         return [self._reply(p, started) for p in self.predictor.predict(texts, batch_size=16)]
@@ -84,6 +128,7 @@ class LongdocService:
                 "alias": self.info.get("alias"), "variant": card.variant, "data_version": self.info.get("data_version"),
                 "task": self.info.get("task"), "labels": card.labels,
                 "chunk_tokens": card.chunking.chunk_tokens if card.chunking else None, "max_chars": MAX_CHARS,
+                "limits": {"max_chars": MAX_CHARS, "max_batch_docs": MAX_BATCH_DOCS, "max_body_bytes": MAX_BODY_BYTES},
                 "temperature": self.predictor.temperature,
                 "quantized": QUANTIZE,
                 "bento_model": str(self.bento_model.tag)}
@@ -92,3 +137,6 @@ class LongdocService:
     def page(self) -> str:
         """Paste or upload a document; see the label and the chunks shaded by weight."""
         return PAGE.read_text()
+
+
+LongdocService.add_asgi_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)

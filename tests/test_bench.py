@@ -16,7 +16,7 @@ def test_bench_suite_runs_tiny(tmp_path, small_corpus):
                            "--out", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     for name in ("inference_vs_recipe", "hardware_efficiency", "length_scaling", "quantization", "embedding_cache",
-                 "training_throughput", "serving", "summary"):
+                 "training_throughput", "serving", "cli", "summary"):
         assert (tmp_path / f"{name}.json").is_file(), name
     assert (tmp_path / "length_scaling.png").stat().st_size > 5_000
     recipe = json.loads((tmp_path / "inference_vs_recipe.json").read_text())["window_126"]
@@ -24,5 +24,8 @@ def test_bench_suite_runs_tiny(tmp_path, small_corpus):
     assert json.loads((tmp_path / "summary.json").read_text())["machine"]["cpus"] >= 1
     cache = json.loads((tmp_path / "embedding_cache.json").read_text())
     assert cache["cached"]["total_seconds"] > 0 and cache["uncached"]["total_seconds"] > 0
-    for name in ("quantization", "serving"):
+    cli = json.loads((tmp_path / "cli.json").read_text())
+    assert cli["help"]["exit_code"] == 0 and cli["refuse_unreachable_tracking"]["exit_code"] == 2
+    assert "cannot be reached" in cli["refuse_unreachable_tracking"]["said"]
+    for name in ("quantization", "serving"):  # measured on a real run's models in tests/test_pipeline.py
         assert json.loads((tmp_path / f"{name}.json").read_text())["status"].startswith("not run")

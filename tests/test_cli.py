@@ -1,7 +1,11 @@
-"""The CLI answers fast and turns a user's mistake into a message and exit code 2, never a traceback."""
+"""The CLI starts light and turns a user's mistake into a message and exit code 2, never a traceback.
+
+How long it takes is a figure in `bench/` (`python -m bench.run --only cli`), not an assertion here.
+"""
 
 import json
-import time
+import subprocess
+import sys
 
 from tests.conftest import cli
 
@@ -12,11 +16,20 @@ def _clean_failure(done, fragment: str) -> None:
     assert "Traceback" not in done.stderr + done.stdout
 
 
-def test_help_is_fast():
-    started = time.perf_counter()
+def test_help_lists_the_commands():
     done = cli("--help")
-    assert done.returncode == 0 and "pipeline" in done.stdout
-    assert time.perf_counter() - started < 5  # no torch/mlflow/GX import at start-up (~1 s measured)
+    assert done.returncode == 0
+    for command in ("run", "validate", "train", "gate", "package", "serve", "pipeline", "models", "data"):
+        assert f" {command} " in done.stdout, command
+
+
+def test_start_up_imports_no_heavy_library():
+    """torch, mlflow, GX, kfp, transformers and bentoml are imported by the commands that use them."""
+    probe = ("import sys; import longdoc.cli; "
+             "print(sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'torch', 'mlflow', 'great_expectations', 'kfp', 'transformers', 'bentoml', 'sklearn'}))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stdout + done.stderr
 
 
 def test_missing_corpus(tmp_path):
@@ -47,12 +60,11 @@ def test_unknown_label_in_test_split_fails_validation_with_report(tmp_path, smal
     assert not (tmp_path / "v" / "corpus.parquet").exists()  # nothing for later stages to pick up
 
 
-def test_unreachable_tracking_uri_fails_before_training(small_corpus):
-    started = time.perf_counter()
+def test_unreachable_tracking_uri_fails_before_training(small_corpus, tmp_path):
     done = cli("run", "--set", f"data.corpus={small_corpus}", "--set", "registry.tracking_uri=http://127.0.0.1:9",
-               env={"MLFLOW_TRACKING_URI": ""})
+               "--set", f"pipeline.pipeline_root={tmp_path / 'kfp'}", env={"MLFLOW_TRACKING_URI": ""})
     _clean_failure(done, "MLflow tracking server http://127.0.0.1:9 cannot be reached")
-    assert time.perf_counter() - started < 30
+    assert not list(tmp_path.rglob("train_summary.json")) and not list(tmp_path.rglob("chunks.parquet"))
 
 
 def test_bad_set_override():

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from longdoc.config import load_params, parse_params
@@ -17,9 +19,11 @@ def test_project_params_file_is_valid():
     ({"train": {"nonsense": 1}}, "train.nonsense"),
     ({"chunking": {"chunk_tokens": 64, "overlap": 40}}, "overlap"),
     ({"data": {"test_fraction": 0}}, "data.test_fraction"),
+    ({"serving": {"max_chars": 10_000, "max_body_bytes": 9_000}}, "max_body_bytes (9000) must exceed max_chars"),
+    ({"serving": {"max_batch_docs": 0}}, "serving.max_batch_docs"),
 ])
 def test_bad_values_are_named(raw, fragment):
-    with pytest.raises(LongdocError, match=fragment.replace(".", r"\.")):
+    with pytest.raises(LongdocError, match=re.escape(fragment)):
         parse_params(raw)
 
 

@@ -6,6 +6,7 @@ A :class:`~longdoc.errors.LongdocError` becomes a one-line message and exit code
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -27,8 +28,6 @@ def _global_options(profile: Annotated[str | None, typer.Option(
         "--profile", help="Lay profiles/NAME.yaml (or a YAML path) over params.yaml, e.g. --profile gpu.")] = None,
 ) -> None:
     """Long-document classification: corpus -> kfp pipeline -> MLflow registry -> BentoML."""
-    import os
-
     if profile:
         os.environ[PROFILE_ENV] = profile
 
@@ -45,8 +44,6 @@ OUT = Path("outputs")
 
 def _params(path: Path, overrides: list[str] | None):
     """params.yaml, with the profile named by ``--profile`` (or LONGDOC_PROFILE) laid over it, then --set."""
-    import os
-
     import yaml
 
     from longdoc.config import load_params
@@ -370,14 +367,10 @@ def pipeline_submit(host: Annotated[str, typer.Option(help="Kubeflow Pipelines e
 def serve(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
           bento: Annotated[str, typer.Option(help="Bento tag to serve.")] = "longdoc:latest",
           port: int | None = None) -> None:
-    """Serve a Bento on 127.0.0.1 (`bentoml serve`)."""
-    import os
-
+    """Serve a Bento on 127.0.0.1 (`bentoml serve`); its limits and quantization are those packed into it."""
     cfg = _params(params, set_)
     args = [sys.executable, "-m", "bentoml", "serve", bento, "--host", cfg.serving.host,
             "--port", str(port or cfg.serving.port)]
-    os.environ.update({"LONGDOC_MAX_CHARS": str(cfg.serving.max_chars),
-                       "LONGDOC_QUANTIZE": "1" if cfg.serving.quantize else "0"})
     os.execv(sys.executable, args)
 
 

@@ -167,7 +167,16 @@ class ServingParams(_Section):
     host: str = "127.0.0.1"
     port: int = Field(3000, ge=1, le=65535)
     max_chars: int = Field(200_000, ge=100, description="Longest text the service accepts.")
+    max_batch_docs: int = Field(64, ge=1, description="Most documents in one /classify_batch request.")
+    max_body_bytes: int = Field(8_000_000, ge=1024, description="Largest request body the service reads.")
     quantize: bool = Field(False, description="int8 dynamic quantization of Linear layers when serving on CPU.")
+
+    @model_validator(mode="after")
+    def _one_document_fits_in_a_body(self) -> ServingParams:
+        if self.max_body_bytes <= self.max_chars:
+            raise ValueError(f"max_body_bytes ({self.max_body_bytes}) must exceed max_chars ({self.max_chars}): "
+                             "a document at the character limit would not fit in a request")
+        return self
 
 
 class Toleration(_Section):
