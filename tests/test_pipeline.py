@@ -20,12 +20,16 @@ from tests.conftest import BIN, ROOT, SMALL, cli, set_args
 
 pytestmark = pytest.mark.slow
 
+LIMITS = {"max_chars": 20_000, "max_batch_docs": 8, "max_body_bytes": 300_000}  # packed into the Bento by the run
+MAX_CHARS = LIMITS["max_chars"]
+
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, small_corpus) -> dict:
     tmp = tmp_path_factory.mktemp("run")
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlruns.db'}", "BENTOML_HOME": str(tmp / "bentoml")}
-    overrides = {**SMALL, "data.corpus": str(small_corpus), "pipeline.pipeline_root": str(tmp / "kfp")}
+    overrides = {**SMALL, "data.corpus": str(small_corpus), "pipeline.pipeline_root": str(tmp / "kfp"),
+                 **{f"serving.{k}": v for k, v in LIMITS.items()}}
     done = cli("run", *set_args(overrides), env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return {"tmp": tmp, "env": env, "stdout": done.stdout, "overrides": overrides}
@@ -155,8 +159,6 @@ def test_gate_refuses_a_model_of_the_old_data_after_an_edit_without_dvc_add(run,
     assert "Traceback" not in done.stderr
 
 
-MAX_CHARS = 20_000
-
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -167,8 +169,9 @@ def _free_port() -> int:
 def _serve(bento: str, env: dict, log_path: Path):
     """`bentoml serve BENTO` on a free loopback port; yields its URL and stops it afterwards."""
     port = _free_port()
-    full_env = {**os.environ, **env, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}",
-                "LONGDOC_MAX_CHARS": str(MAX_CHARS)}
+    # no LONGDOC_* overrides: the service must read its limits from the Bento, as a container would
+    full_env = {**{k: v for k, v in os.environ.items() if not k.startswith("LONGDOC_")}, **env,
+                "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     log = log_path.open("w")  # a file, not a pipe: an unread pipe fills and blocks the server
     proc = subprocess.Popen([str(BIN / "bentoml"), "serve", bento, "--host", "127.0.0.1", "--port", str(port)],
                             env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -232,6 +235,26 @@ def test_service_refuses_bad_input_with_4xx(service, payload):
     assert 400 <= reply.status_code < 500, (payload, reply.status_code, reply.text)
 
 
+def test_a_batch_over_the_document_limit_is_refused_with_the_limit(service):
+    reply = requests.post(f"{service}/classify_batch", json={"texts": ["A fine text."] * 9}, timeout=30)
+    assert reply.status_code == 400 and "at most 8 items" in reply.text, reply.text
+
+
+def test_a_document_over_the_character_limit_is_refused_with_the_limit(service):
+    reply = requests.post(f"{service}/classify", json={"text": "x" * (MAX_CHARS + 1)}, timeout=30)
+    assert reply.status_code == 400 and f"at most {MAX_CHARS} characters" in reply.text, reply.text
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_the_byte_limit_is_refused_with_413(service, chunked):
+    body = json.dumps({"texts": ["word " * 3_999] * 8}).encode() + b" " * 200_000  # valid JSON, > 300,000 bytes
+    data = (body[i : i + 65_536] for i in range(0, len(body), 65_536)) if chunked else body
+    reply = requests.post(f"{service}/classify_batch", data=data, headers={"content-type": "application/json"},
+                          timeout=30)
+    assert reply.status_code == 413 and "limit of 300000 bytes" in reply.text, reply.text
+    assert requests.post(f"{service}/classify", json={"text": "A fine text."}, timeout=30).status_code == 200
+
+
 def test_failing_validation_stops_the_run_before_training(tmp_path, small_corpus):
     rows = pd.read_json(small_corpus, lines=True)
     rows.loc[3, "text"] = rows.loc[7, "text"]  # a duplicate text
@@ -287,7 +310,7 @@ def test_metadata_health_and_page(service, client):
     meta = requests.get(f"{service}/metadata", timeout=10).json()
     champion = client.get_model_version_by_alias(NAME, "champion")
     assert (meta["version"], meta["variant"]) == (str(champion.version), champion.tags["variant"])
-    assert meta["labels"] == sorted(meta["labels"]) and meta["max_chars"] == MAX_CHARS
+    assert meta["labels"] == sorted(meta["labels"]) and meta["limits"] == LIMITS
     assert meta["data_version"] == champion.tags["data_version"] and meta["task"] == champion.tags["task"]
     assert meta["labels"] == json.loads(champion.tags["labels"]) and meta["variant"] == "tfidf_logreg"
     for path in ("/livez", "/readyz"):
@@ -303,6 +326,29 @@ def test_bounded_load_has_no_5xx_and_drops_nothing(service, small_corpus):
     report = run_load(service, texts, n_requests=48, concurrency=8)
     assert report["ok"] == 48 and report["server_errors"] == report["dropped"] == 0
     assert report["p99_ms"] >= report["p50_ms"] > 0
+
+
+def test_quantization_and_serving_benchmarks_measure_the_runs_models(run, small_corpus):
+    """The benchmarks that need a registry and a Bento, on the ones this run made (figures are not asserted)."""
+    import sys
+
+    out = run["tmp"] / "bench"
+    env = {**os.environ, **run["env"], "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run([sys.executable, "-m", "bench.run", "--tiny", "--only", "quantization", "serving",
+                           "--corpus", str(small_corpus), "--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    quantized = json.loads((out / "quantization.json").read_text())
+    assert "status" not in quantized and quantized["test_docs"] >= 5
+    assert quantized["champion"].startswith(NAME) and "(tfidf_logreg)" not in quantized["champion"]
+    for name in ("fp32", "int8"):
+        assert quantized[name]["docs_per_s"] > 0 and "macro_f1" in quantized[name]
+    serving = json.loads((out / "serving.json").read_text())
+    assert serving["bento"].startswith("longdoc:")
+    for name in ("fp32", "int8"):
+        load = serving[name]["load"]
+        assert load["ok"] == load["requests"] == 16 and load["server_errors"] == load["dropped"] == 0
+        assert serving[name]["latency_2000_tokens_ms"]["n"] == 3
 
 
 def test_fuzzed_requests_never_get_a_5xx(service):
