@@ -108,3 +108,11 @@ def test_fail_policy_raises_with_table_and_quarantines_nothing(corpus):
     first, *table = str(err.value).splitlines()
     assert "expect_column_values_to_not_match_regex(text)" in first
     assert "| expect_column_values_to_not_match_regex | text | control character | FAIL | 1 |" in "\n".join(table)
+
+
+def test_a_corpus_of_one_label_is_refused_before_anything_trains(corpus):
+    one = corpus[corpus["label"] == corpus["label"].iloc[0]]
+    with pytest.raises(PolicyError, match="names no document") as err:
+        apply_policy(one, DataParams(max_invalid_fraction=1.0))
+    assert "expect_column_unique_value_count_to_be_between(label)" in str(err.value)
+    assert "fewer than two labels" in str(err.value)

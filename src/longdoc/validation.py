@@ -119,6 +119,8 @@ def _build_suite(gx, labels: list[str], params: DataParams):
         ex.ExpectColumnValuesToNotBeNull(column="label", meta={"check": "missing label"}),
         ex.ExpectColumnValuesToBeInSet(column="label", value_set=labels or ["<no train labels>"],
                                        meta={"check": "label not in train split"}),
+        ex.ExpectColumnUniqueValueCountToBeBetween(column="label", min_value=2,
+                                                   meta={"check": "fewer than two labels"}),
         ex.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "val", "test"],
                                        meta={"check": "unknown split"}),
         ex.ExpectColumnDistinctValuesToContainSet(column="split", value_set=["train", "test"],
