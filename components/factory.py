@@ -6,7 +6,8 @@ from kfp import dsl
 
 from components import functions
 
-COMPONENTS = ("validate", "chunk", "train", "evaluate", "register", "baseline", "gate", "compare", "package")
+COMPONENTS = ("validate", "chunk", "train_encoder", "train", "evaluate", "register", "baseline", "gate", "compare",
+              "package")
 
 
 def build_components(image: str) -> SimpleNamespace:

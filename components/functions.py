@@ -31,13 +31,24 @@ def chunk(params: dict, corpus: Input[Dataset], chunks: Output[Dataset]) -> int:
     return int(run(parse_params(params), Path(corpus.path), Path(chunks.path))["chunks"])
 
 
-def train(params: dict, variant: str, chunks: Input[Dataset], model: Output[Model]) -> float:
+def train_encoder(params: dict, chunks: Input[Dataset], encoder: Output[Model]) -> str:
+    """Stage 1: fine-tune the encoder once and cache its chunk vectors (a no-op with train.two_stage off)."""
+    from pathlib import Path
+
+    from longdoc.config import parse_params
+    from longdoc.stages import train_encoder as run
+
+    summary = run(parse_params(params), Path(chunks.path), Path(encoder.path))
+    return summary.get("skipped") or f"stage 1: {summary['steps']} steps, encoder {summary['start']}"
+
+
+def train(params: dict, variant: str, chunks: Input[Dataset], encoder: Input[Model], model: Output[Model]) -> float:
     from pathlib import Path
 
     from longdoc.config import parse_params
     from longdoc.stages import train as run
 
-    summary = run(parse_params(params), variant, Path(chunks.path), Path(model.path))
+    summary = run(parse_params(params), variant, Path(chunks.path), Path(model.path), Path(encoder.path))
     model.metadata.update({"variant": variant, "device": summary["device"], "steps": summary["steps"]})
     return float(summary["best_val_macro_f1"])
 

@@ -1,4 +1,9 @@
-"""validate -> chunk -> baseline + per variant (train -> evaluate -> register) -> gate -> compare -> package.
+"""validate -> chunk -> train encoder (stage 1) -> baseline + per variant (train -> evaluate -> register) -> gate
+-> compare -> package.
+
+Two-stage training: the encoder is fine-tuned once (the GPU task) and every variant starts from it,
+most of them training only a head on its cached chunk vectors; with train.two_stage off the encoder
+task records that and each variant fine-tunes from the pretrained encoder, in the same DAG.
 
 The package step runs only when the gate promoted a new champion (dsl.If).
 The gate is one task after every candidate is registered: one writer of the champion alias per run,
@@ -41,8 +46,11 @@ def make_pipeline(image: str, gpu: GpuParams, name: str = "longdoc", parallelism
         base = c.baseline(params=params, git_commit=git_commit, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                           corpus=corpus)
         base.set_display_name("TF-IDF baseline (register)").set_caching_options(False)
+        encoder = request_gpu(c.train_encoder(params=params, chunks=chunked.outputs["chunks"]), gpu)
+        encoder.set_display_name("train encoder (stage 1)")
         with dsl.ParallelFor(items=variants, name="variants", parallelism=parallelism) as variant:
-            trained = request_gpu(c.train(params=params, variant=variant, chunks=chunked.outputs["chunks"]), gpu)
+            trained = request_gpu(c.train(params=params, variant=variant, chunks=chunked.outputs["chunks"],
+                                          encoder=encoder.outputs["encoder"]), gpu)
             evaluated = c.evaluate(params=params, corpus=corpus, model=trained.outputs["model"])
             registered = c.register(params=params, git_commit=git_commit,
                                     pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, corpus=corpus,

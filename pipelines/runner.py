@@ -17,6 +17,7 @@ def pipeline_arguments(params: Params) -> dict:
     resolved = params.model_copy(deep=True)
     resolved.registry.tracking_uri = resolve_tracking_uri(params.registry.tracking_uri)
     resolved.serving.service_dir = str(Path(params.serving.service_dir).resolve())
+    resolved.train.cache_dir = str(params.cache_root.resolve())  # one cache for every task of the run
     return {"corpus_path": str(Path(params.data.corpus).resolve()),
             "params": resolved.model_dump(mode="json", exclude_none=True),
             "variants": params.train.variants, "git_commit": git_commit()}

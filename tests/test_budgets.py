@@ -148,8 +148,8 @@ def test_a_small_corpus_gets_the_configured_steps_with_the_shipped_settings(tmp_
         metrics = steps[variant]
         assert metrics["train_steps"] == shipped.for_variant(variant).max_steps  # 100 and 50, not one epoch
         assert metrics["train_epochs"] > 1 and metrics["train_tokens"] > 0
-        assert f"{int(metrics['train_steps'])} / {metrics['train_epochs']:.1f} / " in done.stdout
-    assert "steps / epochs /" in done.stdout  # the header (rich may wrap its last word)
+        assert f"{int(metrics['train_steps'])} ({metrics['train_epochs']:.1f} ep)" in done.stdout
+    assert "training cost" in done.stdout
 
 
 def test_env_profile_reaches_every_command():

@@ -5,7 +5,8 @@ import yaml
 
 from tests.conftest import cli
 
-COMPONENTS = {"validate", "chunk", "train", "evaluate", "register", "baseline", "gate", "compare", "package"}
+COMPONENTS = {"validate", "chunk", "train-encoder", "train", "evaluate", "register", "baseline", "gate", "compare",
+              "package"}
 
 
 @pytest.fixture(scope="module")
@@ -18,8 +19,12 @@ def compiled(tmp_path_factory):
 
 def test_tasks_and_order(compiled):
     tasks = compiled["root"]["dag"]["tasks"]
-    assert set(tasks) == {"validate", "chunk", "baseline", "for-loop-1", "gate", "compare", "condition-2"}
+    assert set(tasks) == {"validate", "chunk", "train-encoder", "baseline", "for-loop-1", "gate", "compare",
+                          "condition-2"}
     assert tasks["chunk"]["dependentTasks"] == ["validate"]
+    # two-stage training: the encoder is trained once, before the fan-out over variants that start from it
+    assert tasks["train-encoder"]["dependentTasks"] == ["chunk"]
+    assert "train-encoder" in tasks["for-loop-1"]["dependentTasks"]
     # one gate after every candidate (each variant and the baseline) is registered: one writer of the alias
     assert set(tasks["gate"]["dependentTasks"]) == {"baseline", "for-loop-1", "validate"}
     assert set(tasks["compare"]["dependentTasks"]) == {"baseline", "for-loop-1", "gate"}
@@ -29,6 +34,8 @@ def test_tasks_and_order(compiled):
     inner = compiled["components"]["comp-for-loop-1"]["dag"]["tasks"]
     assert set(inner) == {"train", "evaluate", "register"}
     assert set(inner["register"]["dependentTasks"]) == {"train", "evaluate"}
+    encoder_input = inner["train"]["inputs"]["artifacts"]["encoder"]
+    assert encoder_input["componentInputArtifact"] == "pipelinechannel--train-encoder-encoder"
 
 
 def test_packaging_runs_only_when_the_gate_promoted(compiled):
@@ -49,9 +56,10 @@ def test_every_task_runs_the_project_image_without_pip(compiled):
 
 
 def test_training_requests_a_gpu(compiled):
-    train = compiled["deploymentSpec"]["executors"]["exec-train"]["container"]
-    assert train["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
-    assert str(train["resources"]["accelerator"]["resourceCount"]) == "1"
+    for name in ("exec-train-encoder", "exec-train"):
+        train = compiled["deploymentSpec"]["executors"][name]["container"]
+        assert train["resources"]["accelerator"]["resourceType"] == "nvidia.com/gpu"
+        assert str(train["resources"]["accelerator"]["resourceCount"]) == "1"
     assert "resources" not in compiled["deploymentSpec"]["executors"]["exec-evaluate"]["container"]
 
 

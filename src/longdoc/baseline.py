@@ -11,6 +11,7 @@ special case.
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,6 +68,11 @@ class BaselinePredictor:
     @property
     def labels(self) -> list[str]:
         return self.card.labels
+
+    @contextmanager
+    def vector_cache(self, root: Path | None):
+        """No chunk vectors: nothing to cache."""
+        yield
 
     def quantize(self) -> BaselinePredictor:
         return self  # nothing to quantize: a sparse linear model

@@ -180,16 +180,27 @@ def chunk(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, corpus: 
     _console().print(run(_params(params, set_), corpus, out))
 
 
+@app.command("train-encoder")
+def train_encoder(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, chunks: Path = OUT / "chunks",
+                  out: Path = OUT / "encoder") -> None:
+    """Stage 1 of two-stage training: fine-tune the encoder once (chunk classifier), cache its chunk vectors."""
+    from longdoc.stages import train_encoder as run
+
+    _console().print(run(_params(params, set_), chunks, out))
+
+
 @app.command()
 def train(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, chunks: Path = OUT / "chunks",
           variant: Annotated[str | None, typer.Option(help="Default: the first of train.variants.")] = None,
-          out: Annotated[Path | None, typer.Option(help="Default: outputs/train/<variant>.")] = None) -> None:
+          out: Annotated[Path | None, typer.Option(help="Default: outputs/train/<variant>.")] = None,
+          encoder_from: Annotated[Path, typer.Option(help="The stage-1 folder (with train.two_stage).")] = OUT
+          / "encoder") -> None:
     """Fine-tune one variant (stage 3); resumes from the last checkpoint in --out if it is of the same run."""
     from longdoc.stages import train as run
 
     cfg = _params(params, set_)
     name = variant or cfg.train.variants[0]
-    _console().print(run(cfg, name, chunks, out or OUT / "train" / name))
+    _console().print(run(cfg, name, chunks, out or OUT / "train" / name, encoder_from))
 
 
 @app.command()

@@ -23,7 +23,8 @@ COLUMNS = {
     "normal_ece_uncalibrated": "ECE raw", "inverted_accuracy": "inverted acc",
     "inverted_gap_accuracy": "inverted gap (acc)", "shuffled_accuracy": "shuffled acc",
     "shuffled_gap_accuracy": "shuffled gap (acc)", "normal_ece": "ECE", "docs_per_second": "docs/s",
-    "eval_peak_rss_mb": "peak MB", "train_train_seconds": "train s",
+    "eval_peak_rss_mb": "peak MB", "train_train_seconds": "train s", "train_encoder_tokens": "encoder tokens",
+    "train_stage1_train_seconds": "stage-1 s", "train_stage1_encoder_tokens": "stage-1 encoder tokens",
 }
 
 
@@ -47,7 +48,7 @@ def to_markdown(frame: pd.DataFrame) -> str:
     shown = frame.drop(columns=["run_id"]).copy()
     for col in shown.columns:
         if shown[col].dtype.kind == "f":
-            digits = 1 if col in ("docs/s", "peak MB", "train s") else 4
+            digits = 0 if "tokens" in col else 1 if col in ("docs/s", "peak MB", "train s", "stage-1 s") else 4
             shown[col] = shown[col].map(lambda v, d=digits: "" if pd.isna(v) else f"{v:.{d}f}")
     header = "| " + " | ".join(shown.columns) + " |"
     rule = "|" + "---|" * len(shown.columns)

@@ -58,14 +58,24 @@ class ChunkingParams(_Section):
         return self
 
 
+STAGE1_VARIANT = "chunk_mean"  # ToBERT's stage 1: the chunk classifier, each chunk labelled with its document's label
+
+
 class TrainParams(_Section):
     variants: list[str] = Field(["head"], min_length=1,
                                 description="Variants the pipeline (and dvc's foreach stage) trains, one task each.")
     overrides: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-variant settings on top of this section, e.g. a smaller CPU budget.")
+    two_stage: bool = Field(False, description="Fine-tune the encoder once (stage 1: chunk_mean's chunk classifier "
+                                               "with the `stage1` settings); every variant starts from it.")
+    stage1: dict[str, Any] = Field(default_factory=dict, description="Settings of the stage-1 encoder fine-tune "
+                                                                     "on top of this section.")
+    end_to_end: bool = Field(False, description="With two_stage: start this variant from the pretrained encoder "
+                                                "instead of the stage-1 one.")
     epochs: int = Field(1, ge=1, description="Passes over the train split; used only when max_steps is null.")
-    max_steps: int | None = Field(None, ge=1, description="The training budget in optimizer steps: exactly this "
-                                                          "many, whatever the corpus size (epochs follow).")
+    max_steps: int | None = Field(None, ge=0, description="The training budget in optimizer steps: exactly this "
+                                                          "many, whatever the corpus size (epochs follow); 0 takes "
+                                                          "the stage-1 weights as they are.")
     eval_every: int | None = Field(None, ge=1, description="Validate every N optimizer steps (default: twice per "
                                                            "run and at least once per epoch).")
     batch_size: int = Field(16, ge=1)
@@ -87,9 +97,10 @@ class TrainParams(_Section):
         "all", description="Chunks the encoder is trained through (the rest are encoded without gradients).")
     freeze_layers: int = Field(0, ge=0, description="Freeze the embeddings and the first N encoder layers.")
     gradient_checkpointing: bool = False
-    freeze_encoder: bool = Field(False, description="Learned aggregators only: train the head on cached chunk "
-                                                    "vectors of the frozen pretrained encoder.")
-    cache_dir: str = Field("outputs/embedding_cache", description="Where cached chunk vectors are kept.")
+    freeze_encoder: bool = Field(False, description="Train only the layers above the encoder, on its chunk vectors "
+                                                    "from the embedding cache (stage 2 of two-stage training).")
+    cache_dir: str | None = Field(None, description="Where chunk vectors are cached (null: <pipeline_root>/"
+                                                    "embedding_cache); a volume shared by the pipeline's pods.")
     hidden: int = Field(128, ge=8, description="Hidden size of the learned aggregators.")
 
     @field_validator("variants")
@@ -113,15 +124,25 @@ class TrainParams(_Section):
             if name not in VARIANTS:
                 known = ", ".join(sorted(VARIANTS))
                 raise ValueError(f"overrides for {name!r}, which is not a variant; known: {known}")
-            if {"variants", "overrides"} & set(override):
-                raise ValueError(f"overrides.{name} cannot set variants or overrides")
+            if {"variants", "overrides", "two_stage", "stage1"} & set(override):
+                raise ValueError(f"overrides.{name} cannot set variants, overrides, two_stage or stage1")
             TrainParams.model_validate({**self.model_dump(exclude={"overrides"}), **override})
+        if {"variants", "overrides", "two_stage", "stage1", "end_to_end"} & set(self.stage1):
+            raise ValueError("stage1 cannot set variants, overrides, two_stage, stage1 or end_to_end")
+        if self.stage1:
+            self.for_stage1()  # its settings must make a valid section too
         return self
 
     def for_variant(self, name: str) -> TrainParams:
         """This section with the variant's overrides applied."""
         base = self.model_dump(exclude={"overrides"})
         return TrainParams.model_validate({**base, **self.overrides.get(name, {}), "variants": [name]})
+
+    def for_stage1(self) -> TrainParams:
+        """The stage-1 encoder fine-tune: this section with ``stage1`` applied; the encoder trains."""
+        base = self.model_dump(exclude={"overrides", "stage1"})
+        return TrainParams.model_validate({**base, **self.stage1, "variants": [STAGE1_VARIANT],
+                                           "freeze_encoder": False, "two_stage": False})
 
 
 class LongformerParams(_Section):
@@ -214,6 +235,13 @@ class Params(_Section):
     registry: RegistryParams = RegistryParams()
     serving: ServingParams = ServingParams()
     pipeline: PipelineParams = PipelineParams()
+
+    @property
+    def cache_root(self) -> Path:
+        """Where chunk vectors are cached: ``train.cache_dir``, or beside the pipeline's outputs."""
+        if self.train.cache_dir:
+            return Path(self.train.cache_dir)
+        return Path(self.pipeline.pipeline_root) / "embedding_cache"
 
 
 def _format_error(err: ValidationError) -> str:

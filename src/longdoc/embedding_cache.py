@@ -1,93 +1,113 @@
-"""Chunk vectors computed once, reused by every learned aggregator.
+"""Chunk vectors computed once per encoder, reused by every model that shares that encoder.
 
-With the encoder frozen, the learned aggregators (pooling, Cat, RNN, ATT, hierarchical) differ only
-in a small head over the chunk vectors. Encoding every chunk once and training each head on the
-stored vectors makes a sweep over aggregators cost one encoder pass instead of one per aggregator
-and epoch. Vectors are stored as parquet under a key that hashes the chunk tables (so the data
-version), the encoder and the chunk settings: a change to any of them is a cache miss, never a stale
-hit.
+Two-stage training (ToBERT): the encoder is fine-tuned once (stage 1), then every aggregator trains
+on that encoder's chunk vectors and every one of them is evaluated on the same vectors. The store is
+content-addressed: a vector is filed under the hash of the encoder's weights (the folder) and the
+hash of the segment's token ids (the key). A changed encoder, chunking or corpus can only miss, never
+hit a stale vector, and nothing has to be invalidated by hand. Any process may add vectors (one new
+shard file per flush, written atomically), so a volume shared by pipeline pods works like a local
+folder.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from tqdm.auto import tqdm
 
-from longdoc.models.base import ChunkedClassifier
-from longdoc.models.batching import SegmentBatch, SpecialTokens, collate
-
-FORMAT = "longdoc-embeddings-1"
-ENCODE_BATCH = 64  # chunks per encoder call
+FORMAT = "longdoc-vectors-2"
+ENCODE_BATCH = 64  # segments per encoder call when filling the store
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def encoder_fingerprint(encoder) -> str:
+    """Hash of the encoder's weights and pooling: the name of its folder in the store."""
+    digest = hashlib.sha256(f"{FORMAT}\n{encoder.pooling}\n".encode())
+    for name, tensor in sorted(encoder.state_dict().items()):
+        digest.update(f"{name}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:24]
 
 
-def cache_key(chunk_dir: Path, encoder: str, pooling: str, max_chunks: int) -> str:
-    parts = [FORMAT, _file_digest(chunk_dir / "documents.parquet"), _file_digest(chunk_dir / "chunks.parquet"),
-             encoder, pooling, str(max_chunks)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:24]
+def segment_key(ids: torch.Tensor | list[int]) -> str:
+    return hashlib.blake2b(np.asarray(ids, dtype=np.int64).tobytes(), digest_size=16).hexdigest()
 
 
-@dataclass
-class EmbeddingCache:
-    vectors: dict[str, torch.Tensor]  # document id -> [chunks, dim], chunks in document order
-    meta: dict
+class VectorStore:
+    """The chunk vectors of one encoder: read from every shard at start, new ones written on ``flush``."""
 
-    def batch(self, doc_ids: list[str]) -> SegmentBatch:
-        """A SegmentBatch that carries vectors instead of token ids."""
-        parts = [self.vectors[i] for i in doc_ids]
-        doc_index = torch.cat([torch.full((len(p),), d, dtype=torch.long) for d, p in enumerate(parts)])
-        position = torch.cat([torch.arange(len(p)) for p in parts])
-        empty = torch.zeros((len(doc_index), 0), dtype=torch.long)
-        return SegmentBatch(empty, empty, doc_index, position, len(parts), vectors=torch.cat(parts))
+    def __init__(self, root: Path, fingerprint: str) -> None:
+        self.fingerprint = fingerprint
+        self.dir = Path(root) / fingerprint
+        self.vectors: dict[str, np.ndarray] = {}
+        self.new: dict[str, np.ndarray] = {}
+        self.hits = self.misses = 0
+        for shard in sorted(self.dir.glob("*.parquet")):
+            table = pq.read_table(shard)
+            matrix = np.stack(table.column("vector").to_numpy(zero_copy_only=False))
+            self.vectors.update(zip(table.column("key").to_pylist(), matrix, strict=True))
+
+    @classmethod
+    def for_encoder(cls, root: Path, encoder) -> VectorStore:
+        return cls(root, encoder_fingerprint(encoder))
+
+    def encode(self, encoder, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``encoder``'s vectors for a padded batch: stored ones looked up, only the others computed."""
+        keys = [segment_key(ids[mask.bool()].tolist()) for ids, mask in zip(input_ids, attention_mask, strict=True)]
+        missing = [i for i, k in enumerate(keys) if k not in self.vectors and k not in self.new]
+        self.misses += len(missing)
+        self.hits += len(keys) - len(missing)
+        if missing:
+            rows = torch.tensor(missing, device=input_ids.device)
+            computed = encoder.compute(input_ids[rows], attention_mask[rows]).float().cpu().numpy()
+            for i, vector in zip(missing, computed, strict=True):
+                self.new[keys[i]] = vector
+        out = np.stack([self.new[k] if k in self.new else self.vectors[k] for k in keys])
+        return torch.from_numpy(out).to(input_ids.device)
+
+    def flush(self) -> None:
+        """Write the vectors added since the last flush as one new shard."""
+        if not self.new:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        keys = list(self.new)
+        flat = pa.array(np.stack([self.new[k] for k in keys]).astype(np.float32).ravel())
+        table = pa.table({"key": keys, "vector": pa.FixedSizeListArray.from_arrays(flat, len(self.new[keys[0]]))})
+        shard = self.dir / f"{time.time_ns()}-{os.getpid()}.parquet"
+        pq.write_table(table, shard.with_suffix(".tmp"))
+        shard.with_suffix(".tmp").replace(shard)
+        self.vectors.update(self.new)
+        self.new = {}
+
+    @property
+    def meta(self) -> dict:
+        return {"fingerprint": self.fingerprint, "path": str(self.dir), "vectors": len(self.vectors) + len(self.new),
+                "hits": self.hits, "misses": self.misses}
+
+
+def attach(encoder, root: Path) -> VectorStore:
+    """Serve ``encoder``'s frozen forward passes from (and into) the store under ``root``."""
+    encoder.store = VectorStore.for_encoder(root, encoder)
+    return encoder.store
 
 
 @torch.inference_mode()
-def encode_all(model: ChunkedClassifier, docs, special: SpecialTokens, device: torch.device) -> pa.Table:
-    """Encode every chunk the model reads, batched by length to keep padding small."""
-    rows = [(d.id, position, seg) for d in docs for position, seg in enumerate(model.segments(d.input_ids, d.windows))]
-    rows.sort(key=lambda r: len(r[2]))
-    model.eval()
-    ids, positions, vectors = [], [], []
-    for start in tqdm(range(0, len(rows), ENCODE_BATCH), desc="embedding cache", unit="batch"):
-        part = rows[start : start + ENCODE_BATCH]
-        batch = collate([[seg] for _, _, seg in part], special).to(device)
-        z = model.encoder(batch.input_ids, batch.attention_mask).float().cpu().numpy()
-        ids += [r[0] for r in part]
-        positions += [r[1] for r in part]
-        vectors += list(z)
-    dim = len(vectors[0])
-    flat = pa.array(np.concatenate(vectors).astype(np.float32))
-    return pa.table({"id": ids, "chunk": positions, "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
+def fill(encoder, segments: list[list[int]], special, device: torch.device) -> dict:
+    """Encode every segment not yet stored (batched by length, to keep padding small), then flush."""
+    from longdoc.models.batching import collate
 
-
-def load_or_build(model: ChunkedClassifier, docs, special: SpecialTokens, device: torch.device, chunk_dir: Path,
-                  cache_dir: Path, encoder: str, pooling: str) -> EmbeddingCache:
-    key = cache_key(chunk_dir, encoder, pooling, model.settings.max_chunks)
-    path = cache_dir / f"{key}.parquet"
-    meta_path = cache_dir / f"{key}.json"
-    hit = path.is_file() and meta_path.is_file()
-    if not hit:
-        started = time.perf_counter()
-        table = encode_all(model, docs, special, device)
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").replace(path)
-        meta_path.write_text(json.dumps({"key": key, "encoder": encoder, "pooling": pooling, "chunks": table.num_rows,
-                                         "encode_seconds": round(time.perf_counter() - started, 2)}))
-    frame = pd.read_parquet(path).sort_values(["id", "chunk"])
-    vectors = {doc_id: torch.from_numpy(np.stack(g["vector"].to_numpy())) for doc_id, g in frame.groupby("id")}
-    meta = {**json.loads(meta_path.read_text()), "hit": hit, "path": str(path)}
-    return EmbeddingCache(vectors, meta)
+    started, store = time.perf_counter(), encoder.store
+    before = store.misses
+    ordered = sorted({tuple(s) for s in segments}, key=len)
+    for start in tqdm(range(0, len(ordered), ENCODE_BATCH), desc="embedding cache", unit="batch"):
+        batch = collate([[list(s)] for s in ordered[start : start + ENCODE_BATCH]], special).to(device)
+        encoder(batch.input_ids, batch.attention_mask)
+    store.flush()
+    return {**store.meta, "segments": len(ordered), "encoded": store.misses - before,
+            "seconds": round(time.perf_counter() - started, 2)}

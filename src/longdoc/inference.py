@@ -6,6 +6,7 @@ classifies a text the same way wherever it runs.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,26 @@ class Predictor:
 
     def _softmax(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits.float() / self.temperature, dim=-1)
+
+    @contextmanager
+    def vector_cache(self, root: Path | None):
+        """Within the block, chunk vectors come from (and go to) the embedding cache under ``root``, keyed by
+        this model's encoder weights; None computes every vector (what a speed figure must measure)."""
+        from longdoc.embedding_cache import attach
+
+        encoder = getattr(self.model, "encoder", None)
+        if encoder is None or not hasattr(encoder, "store"):
+            yield
+            return
+        saved = encoder.store
+        store = attach(encoder, root) if root is not None else None
+        encoder.store = store
+        try:
+            yield
+        finally:
+            if store is not None:
+                store.flush()
+            encoder.store = saved
 
     def quantize(self) -> Predictor:
         """int8 dynamic quantization of the Linear layers (CPU serving); its accuracy cost is in bench/."""

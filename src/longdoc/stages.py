@@ -67,10 +67,35 @@ def chunk(params: Params, corpus_dir: Path, out_dir: Path) -> dict:
     return stats
 
 
-def train(params: Params, variant: str, chunk_dir: Path, out_dir: Path) -> dict:
+def train_encoder(params: Params, chunk_dir: Path, out_dir: Path) -> dict:
+    """Stage 1 of two-stage training: the encoder fine-tuned once, its chunk vectors cached.
+
+    With ``train.two_stage`` off it only records that, so the pipeline and dvc.yaml keep one shape.
+    """
+    from longdoc.training import train_encoder as run_stage1
+
+    if not params.train.two_stage:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        summary = {"stage": 1, "skipped": "train.two_stage is false: every variant starts from the pretrained encoder"}
+        (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        return summary
+    return run_stage1(chunk_dir, params, out_dir)
+
+
+def encoder_start(params: Params, variant: str, encoder_dir: Path | None) -> Path | None:
+    """Where ``variant`` starts: the stage-1 folder with two-stage training (unless the variant is end-to-end)."""
+    if not params.train.two_stage or params.train.for_variant(variant).end_to_end:
+        return None
+    if encoder_dir is None or not (encoder_dir / "model").is_dir():
+        raise LongdocError(f"train.two_stage is on, but there is no stage-1 encoder in {encoder_dir}: run "
+                           "`longdoc train-encoder` first, or set train.two_stage=false")
+    return encoder_dir
+
+
+def train(params: Params, variant: str, chunk_dir: Path, out_dir: Path, encoder_dir: Path | None = None) -> dict:
     from longdoc.training import train as run_training
 
-    return run_training(chunk_dir, params, variant, out_dir)
+    return run_training(chunk_dir, params, variant, out_dir, encoder_from=encoder_start(params, variant, encoder_dir))
 
 
 def evaluate(params: Params, model_dir: Path, corpus_dir: Path, out_dir: Path) -> dict:

@@ -51,6 +51,16 @@ def _cost_note(runs: list, champion_run) -> str:
             f"{base_speed:.0f} ({base_speed / speed:.0f}x slower) and needs training")
 
 
+def training_cost(m: dict) -> str:
+    """Encoder tokens through forward and backward, and seconds: the variant's own, plus the stage-1 fine-tune
+    it starts from (shared by every variant of the run)."""
+    own = f"{m.get('train_encoder_tokens', 0) / 1e6:.2f}M tok, {m.get('train_train_seconds', 0):.0f} s"
+    if m.get("train_stage1_encoder_tokens"):
+        shared = m["train_stage1_encoder_tokens"] / 1e6
+        return f"{own} + stage 1 {shared:.2f}M tok, {m['train_stage1_train_seconds']:.0f} s"
+    return own
+
+
 def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> bool:
     """The comparison of this run's candidates, the gate's choice and reasons, and what to run next.
 
@@ -74,16 +84,17 @@ def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> boo
     name = runs[0].data.tags["model_name"]
     versions = {v.run_id: v for v in client.search_model_versions(f"name='{name}'")}
     table = Table("variant", "version", "accuracy [95% CI]", "macro-F1 [95% CI]", "inverted gap (F1) [95% CI]",
-                  "shuffled gap (F1)", "ECE raw -> calibrated", "docs/s", "steps / epochs / tokens", "gate")
+                  "shuffled gap (F1)", "ECE raw -> calibrated", "docs/s", "steps", "training cost", "gate")
     for run in sorted(runs, key=lambda r: -r.data.metrics.get("normal_macro_f1", 0)):
         m, version = run.data.metrics, versions.get(run.info.run_id)
-        steps = (f"{_cell(m, 'train_steps', 0)} / {_cell(m, 'train_epochs', 1)} / {m.get('train_tokens', 0) / 1e6:.2f}M"
-                 if run.data.tags.get("kind") == "model" else "-")
+        is_model = run.data.tags.get("kind") == "model"
+        steps = f"{_cell(m, 'train_steps', 0)} ({_cell(m, 'train_epochs', 1)} ep)" if is_model else "-"
         table.add_row(run.data.tags.get("variant", "?"), str(version.version) if version else "-",
                       _interval(m, "normal_accuracy"), _interval(m, "normal_macro_f1"),
                       _interval(m, "inverted_gap_macro_f1"), _cell(m, "shuffled_gap_macro_f1"),
                       f"{_cell(m, 'normal_ece_uncalibrated')} -> {_cell(m, 'normal_ece')}",
-                      _cell(m, "docs_per_second", 1), steps, version.tags.get("gate", "") if version else "")
+                      _cell(m, "docs_per_second", 1), steps, training_cost(m) if is_model else "-",
+                      version.tags.get("gate", "") if version else "")
     console.print(table)
     first = runs[0]
     champion = current_champion(client, name, params.registry.champion_alias)

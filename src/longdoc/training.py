@@ -32,7 +32,7 @@ from longdoc.models import variant_class
 from longdoc.models.base import DocumentClassifier, VariantSettings
 from longdoc.models.batching import SpecialTokens, collate
 from longdoc.models.encoder import load_encoder_config, load_tokenizer
-from longdoc.models.io import ModelCard, build_classifier, save_classifier
+from longdoc.models.io import ModelCard, build_classifier, load_classifier, save_classifier
 from longdoc.precision import autocast
 
 STATE_FILE = "trainer_state.pt"
@@ -61,6 +61,7 @@ class LoopState:
     stale: int = 0
     tokens: int = 0
     validated_at: int = -1
+    encoder_tokens: int = 0
     best_preds: list[int] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
 
@@ -87,18 +88,18 @@ def plan_budget(n_train: int, cfg: TrainParams) -> Budget:
     share of the real number of steps.
     """
     steps_per_epoch = max(1, math.ceil(math.ceil(n_train / cfg.batch_size) / cfg.grad_accum))
-    steps = cfg.max_steps or steps_per_epoch * cfg.epochs
+    steps = cfg.max_steps if cfg.max_steps is not None else steps_per_epoch * cfg.epochs
     eval_every = cfg.eval_every or max(1, min(steps_per_epoch, math.ceil(steps / 2)))
     return Budget(steps, steps_per_epoch, eval_every, int(cfg.warmup_ratio * steps))
 
 
-def training_fingerprint(params: Params, variant: str) -> str:
+def training_fingerprint(params: Params, variant: str, cfg: TrainParams, start: str = "pretrained") -> str:
     """Hash of everything that shapes what a variant learns: a checkpoint of other settings is refused."""
     import hashlib
 
     shaping = {"variant": variant, "chunking": params.chunking.model_dump(), "encoder": params.encoder.model_dump(),
-               "longformer": params.longformer.model_dump(),
-               "train": params.train.for_variant(variant).model_dump(exclude=NOT_SHAPING)}
+               "longformer": params.longformer.model_dump(), "start": start,
+               "train": cfg.model_dump(exclude=NOT_SHAPING)}
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -172,14 +173,11 @@ def epoch_batches(docs: list[Doc], size: int, seed: int | None) -> list[list[Doc
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
 
 
-def batcher(model: DocumentClassifier, special: SpecialTokens, device: torch.device, cache=None):
-    """Documents -> a SegmentBatch on ``device``: token ids, or cached chunk vectors when given a cache."""
+def batcher(model: DocumentClassifier, special: SpecialTokens, device: torch.device):
+    """Documents -> a SegmentBatch of the segments the model reads, on ``device``."""
 
     def make(batch_docs: list[Doc]):
-        if cache is not None:
-            batch = cache.batch([d.id for d in batch_docs])
-        else:
-            batch = collate([model.segments(d.input_ids, d.windows) for d in batch_docs], special)
+        batch = collate([model.segments(d.input_ids, d.windows) for d in batch_docs], special)
         if device.type == "cuda":
             batch = batch.pin_memory()
         return batch.to(device)
@@ -275,10 +273,73 @@ def restore_checkpoint(path: Path, model, optimizer, scheduler) -> LoopState:
     return LoopState(**saved["loop"])
 
 
-def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: bool = True) -> dict:
-    """Train ``variant``; the best model goes to ``out_dir/model``, checkpoints to ``out_dir/checkpoints``."""
+def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: bool = True,
+          encoder_from: Path | None = None) -> dict:
+    """Train ``variant``; the best model goes to ``out_dir/model``, checkpoints to ``out_dir/checkpoints``.
+
+    ``encoder_from`` is a stage-1 training folder (two-stage training): the variant starts from its
+    fine-tuned encoder, and from its chunk classifier wherever a layer has the same name and shape.
+    """
     check_config(params, [variant])
     cfg = params.train.for_variant(variant)
+    return _train(chunk_dir, params, variant, cfg, out_dir, resume, encoder_from)
+
+
+def train_encoder(chunk_dir: Path, params: Params, out_dir: Path, resume: bool = True) -> dict:
+    """Stage 1: fine-tune the encoder once (the chunk classifier), then encode every chunk of the corpus into
+    the embedding cache under the fine-tuned encoder's hash, for stage 2 and for evaluation."""
+    from longdoc.config import STAGE1_VARIANT
+    from longdoc.embedding_cache import attach, fill
+
+    check_config(params, [STAGE1_VARIANT])
+    summary = _train(chunk_dir, params, STAGE1_VARIANT, params.train.for_stage1(), out_dir, resume, None)
+    if not Distributed.from_env().is_main:
+        return summary
+    model, _, _ = load_classifier(out_dir / "model")
+    device = pick_device(params.train.device)
+    model.to(device)
+    model.encoder.requires_grad_(False)
+    attach(model.encoder, params.cache_root)
+    splits, _ = load_docs(chunk_dir)
+    special = SpecialTokens.of(load_tokenizer(params.encoder.name_or_path))
+    segments = [d.input_ids[w.start : w.end] for docs in splits.values() for d in docs for w in d.windows]
+    summary["embedding_cache"] = fill(model.encoder, segments, special, device)
+    summary["stage"] = 1
+    (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _start(variant: str, params: Params, settings: VariantSettings, encoder_from: Path | None):
+    """The encoder to train from, the stage-1 model (or None) and what the start was, for the fingerprint."""
+    cls = variant_class(variant)
+    if encoder_from is None:
+        return cls.pretrained_encoder(params.encoder.name_or_path, params.encoder.pooling, settings), None, "pretrained"
+    stage1, _, _ = load_classifier(encoder_from / "model")
+    from longdoc.embedding_cache import encoder_fingerprint
+
+    return cls.encoder_from(stage1.encoder, settings), stage1, f"stage1:{encoder_fingerprint(stage1.encoder)}"
+
+
+def _stage1_cost(encoder_from: Path | None) -> dict:
+    """The shared stage-1 cost a variant builds on, in the same units as its own (0 when it starts pretrained)."""
+    if encoder_from is None:
+        return {"stage1_encoder_tokens": 0, "stage1_train_seconds": 0.0}
+    stage1 = json.loads((encoder_from / "train_summary.json").read_text())
+    return {"stage1_encoder_tokens": stage1["encoder_tokens"], "stage1_train_seconds": stage1["train_seconds"]}
+
+
+def warm_start(model: DocumentClassifier, stage1: DocumentClassifier) -> list[str]:
+    """Copy the stage-1 model's non-encoder layers into ``model`` where name and shape agree (the chunk classifier
+    becomes the head's starting point); returns the names copied."""
+    theirs = {k: v for k, v in stage1.state_dict().items() if not k.startswith("encoder.")}
+    ours = model.state_dict()
+    copied = [k for k, v in theirs.items() if k in ours and ours[k].shape == v.shape]
+    model.load_state_dict({k: theirs[k] for k in copied}, strict=False)
+    return copied
+
+
+def _train(chunk_dir: Path, params: Params, variant: str, cfg: TrainParams, out_dir: Path, resume: bool,
+           encoder_from: Path | None) -> dict:
     dist = Distributed.from_env()
     seed_everything(cfg.seed)
     device = pick_device(cfg.device, dist.local_rank)
@@ -289,13 +350,19 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
     special = SpecialTokens.of(tokenizer)
     settings = variant_settings(params, cfg, len(labels))
     card = ModelCard(variant, labels, params.chunking, params.encoder.pooling, params.encoder.name_or_path, settings)
-    encoder = variant_class(variant).pretrained_encoder(params.encoder.name_or_path, params.encoder.pooling, settings)
-    model = build_classifier(card, encoder).to(device)
+    encoder, stage1, start = _start(variant, params, settings, encoder_from)
+    model = build_classifier(card, encoder)
+    if stage1 is not None:
+        if stage1.settings.n_labels != len(labels):
+            raise LongdocError(f"the stage-1 model in {encoder_from} has {stage1.settings.n_labels} labels, this "
+                               f"corpus {len(labels)}: train the encoder on the same chunks")
+        warm_start(model, stage1)
+    model.to(device)
     freeze_lower_layers(model, cfg.freeze_layers)
     if cfg.gradient_checkpointing:
         model.encoder.backbone.gradient_checkpointing_enable()
-    cache = _embedding_cache(model, splits, special, device, chunk_dir, params, cfg) if cfg.freeze_encoder else None
-    make_batch = batcher(model, special, device, cache)
+    cache = _embedding_cache(model, params.cache_root) if cfg.freeze_encoder else None
+    make_batch = batcher(model, special, device)
     splits["val"] = limit_per_label(splits["val"], cfg.val_docs_per_label, cfg.seed)
     train_model = dist.wrap(model)
 
@@ -303,7 +370,7 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
     budget = plan_budget(len(per_rank), cfg)
     optimizer = make_optimizer(model, cfg)
     scheduler = _schedule(optimizer, budget.warmup, budget.steps)
-    fingerprint = training_fingerprint(params, variant)
+    fingerprint = training_fingerprint(params, variant, cfg, start)
     state = LoopState()
     checkpoint = latest_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
@@ -314,6 +381,7 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
     validate = lambda: _validate(model, splits["val"], labels, make_batch, device, params, state, out_dir,  # noqa: E731
                                  tokenizer, card, dist)
     started, tokens_at_start = time.perf_counter(), state.tokens
+    backward_before = model.encoder.tokens_backward
     progress = tqdm(total=budget.steps, initial=state.step, desc=f"train {variant} on {device.type}", unit="step",
                     disable=not dist.is_main)
     while state.step < budget.steps and not _stop_early(state, cfg):
@@ -327,6 +395,8 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
                 loss = train_model.loss(batch, target) if train_model is model else train_model(batch, target)
             (loss / cfg.grad_accum).backward()
             state.tokens += int(batch.attention_mask.sum())
+            state.encoder_tokens += model.encoder.tokens_backward - backward_before
+            backward_before = model.encoder.tokens_backward
             if not last_of_step:
                 continue
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -349,6 +419,8 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
     if dist.is_main and (state.validated_at != state.step or not (out_dir / "model").is_dir()):
         validate()  # e.g. resumed from a checkpoint written at the last step: model/ must still be written
     progress.close()
+    if cache is not None and dist.is_main:
+        cache.flush()
     seconds = time.perf_counter() - started
     undertrained, why = learning_check(splits["val"], state, labels)
     summary = {"variant": variant, "device": device.type, "world_size": dist.world_size, "steps": state.step,
@@ -360,6 +432,9 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
                "max_steps": budget.steps, "eval_every": budget.eval_every, "warmup_steps": budget.warmup,
                "freeze_layers": cfg.freeze_layers, "grad_chunks": cfg.grad_chunks,
                "undertrained": undertrained, "undertrained_reason": why,
+               # the training cost in one unit for every family: tokens through the encoder with gradients
+               "encoder_tokens": state.encoder_tokens * dist.world_size, "start": start, **_stage1_cost(encoder_from),
+               "freeze_encoder": cfg.freeze_encoder,
                "embedding_cache": cache.meta if cache is not None else None}
     if dist.is_main:
         (out_dir / "history.json").write_text(json.dumps(state.history, indent=1))
@@ -400,19 +475,12 @@ def learning_check(val_docs: list[Doc], state: LoopState, labels: list[str]) -> 
     return True, why
 
 
-def _embedding_cache(model, splits, special, device, chunk_dir: Path, params: Params, cfg: TrainParams):
-    """Freeze the encoder and load (or build once) the chunk vectors of every train and val document."""
-    from longdoc.embedding_cache import load_or_build
-    from longdoc.models import VARIANTS
-    from longdoc.models.base import VectorAggregator
+def _embedding_cache(model: DocumentClassifier, root: Path):
+    """Freeze the encoder and serve its chunk vectors from the store (filled by stage 1, or on first use)."""
+    from longdoc.embedding_cache import attach
 
-    if not isinstance(model, VectorAggregator):
-        learned = [n for n in VARIANTS if issubclass(variant_class(n), VectorAggregator)]
-        raise LongdocError(f"train.freeze_encoder needs a learned aggregator ({', '.join(learned)}), "
-                           f"not {model.name!r}")
     model.encoder.requires_grad_(False)
-    return load_or_build(model, splits["train"] + splits["val"], special, device, chunk_dir, Path(cfg.cache_dir),
-                         params.encoder.name_or_path, params.encoder.pooling)
+    return attach(model.encoder, root)
 
 
 def _validate(model, val_docs, labels, make_batch, device, params, state: LoopState, out_dir, tokenizer, card,

@@ -48,6 +48,15 @@ class DocumentClassifier(nn.Module):
         """The encoder to fine-tune; variants that change its architecture override this."""
         return ChunkEncoder.pretrained(name_or_path, pooling)
 
+    @classmethod
+    def encoder_from(cls, encoder: ChunkEncoder, settings: VariantSettings) -> ChunkEncoder:
+        """A copy of a fine-tuned encoder (stage 1 of two-stage training) to start from."""
+        import copy
+
+        copied = copy.deepcopy(encoder)
+        copied.store, copied.tokens_forward, copied.tokens_backward = None, 0, 0
+        return copied
+
     @abstractmethod
     def segment_spans(self, n_tokens: int, windows: list[Window]) -> list[list[Window]]:
         """What this variant reads of a document: segments, each made of one or more token spans."""
@@ -83,8 +92,6 @@ class ChunkedClassifier(DocumentClassifier):
         Gradient stopping (the ATT paper's trick): all chunks are encoded once without autograd, then
         the kept ones again with it, so a 20-chunk document trains in the activation memory of two.
         """
-        if batch.vectors is not None:  # cached by longdoc.embedding_cache: the encoder is frozen
-            return batch.vectors
         if self.settings.grad_chunks == "all" or not self.training or not torch.is_grad_enabled():
             return self.encoder(batch.input_ids, batch.attention_mask)
         with torch.no_grad():
@@ -100,8 +107,8 @@ class ChunkedClassifier(DocumentClassifier):
 class VectorAggregator(ChunkedClassifier):
     """Learned aggregators: a trainable head over the chunk vectors.
 
-    Splitting ``forward`` into the encoder and ``head`` is what lets a sweep over aggregators train
-    on cached chunk vectors (:mod:`longdoc.embedding_cache`) instead of re-running the encoder.
+    With the encoder frozen (stage 2 of two-stage training) only ``head`` trains, on chunk vectors
+    the encoder serves from :mod:`longdoc.embedding_cache` instead of recomputing them.
     """
 
     def forward(self, batch: SegmentBatch) -> torch.Tensor:

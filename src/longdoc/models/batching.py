@@ -19,19 +19,16 @@ class SegmentBatch:
     doc_index: torch.Tensor  # [segments]: which document each segment belongs to
     position: torch.Tensor  # [segments]: the segment's place in its document, from 0
     n_docs: int
-    vectors: torch.Tensor | None = None  # [segments, dim]: cached chunk vectors (frozen encoder)
 
     def to(self, device: torch.device | str) -> SegmentBatch:
-        vectors = None if self.vectors is None else self.vectors.to(device, non_blocking=True)
         return SegmentBatch(self.input_ids.to(device, non_blocking=True),
                             self.attention_mask.to(device, non_blocking=True),
                             self.doc_index.to(device, non_blocking=True),
-                            self.position.to(device, non_blocking=True), self.n_docs, vectors)
+                            self.position.to(device, non_blocking=True), self.n_docs)
 
     def pin_memory(self) -> SegmentBatch:
-        vectors = None if self.vectors is None else self.vectors.pin_memory()
         return SegmentBatch(self.input_ids.pin_memory(), self.attention_mask.pin_memory(),
-                            self.doc_index.pin_memory(), self.position.pin_memory(), self.n_docs, vectors)
+                            self.doc_index.pin_memory(), self.position.pin_memory(), self.n_docs)
 
 
 @dataclass(frozen=True)

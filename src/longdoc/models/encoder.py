@@ -46,12 +46,20 @@ def load_encoder_config(name_or_path: str):
 
 
 class ChunkEncoder(nn.Module):
-    """A Hugging Face encoder that turns a batch of segments into one vector each."""
+    """A Hugging Face encoder that turns a batch of segments into one vector each.
+
+    It counts the tokens it processes (forward, and forward with gradients: the training cost in
+    one unit for every family), and when frozen it can take its vectors from a
+    :class:`longdoc.embedding_cache.VectorStore` instead of recomputing them.
+    """
 
     def __init__(self, backbone: nn.Module, pooling: str = "mean") -> None:
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
+        self.store = None  # set by longdoc.embedding_cache.attach
+        self.tokens_forward = 0
+        self.tokens_backward = 0
 
     @classmethod
     def pretrained(cls, name_or_path: str, pooling: str) -> ChunkEncoder:
@@ -77,7 +85,20 @@ class ChunkEncoder(nn.Module):
     def max_positions(self) -> int:
         return int(self.backbone.config.max_position_embeddings)
 
+    @property
+    def frozen(self) -> bool:
+        return not (torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters()))
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
+        if self.store is not None and not extra and self.frozen:
+            return self.store.encode(self, input_ids, attention_mask)
+        return self.compute(input_ids, attention_mask, **extra)
+
+    def compute(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
+        tokens = int(attention_mask.sum())
+        self.tokens_forward += tokens
+        if not self.frozen:
+            self.tokens_backward += tokens
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]

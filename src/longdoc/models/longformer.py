@@ -79,9 +79,18 @@ class Longformer(DocumentClassifier):
     def pretrained_encoder(cls, name_or_path: str, pooling: str, settings: VariantSettings) -> ChunkEncoder:
         from transformers import AutoModel
 
+        return cls._long(AutoModel.from_pretrained(resolve_encoder(name_or_path)), pooling, settings)
+
+    @classmethod
+    def encoder_from(cls, encoder: ChunkEncoder, settings: VariantSettings) -> ChunkEncoder:
+        """The stage-1 fine-tuned chunk encoder, converted: long-input training continues from a task-adapted
+        encoder instead of the raw one."""
+        return cls._long(encoder.backbone, encoder.pooling, settings)
+
+    @staticmethod
+    def _long(backbone, pooling: str, settings: VariantSettings) -> ChunkEncoder:
         if settings.attention_window <= 0 or settings.attention_window % 2:
             raise LongdocError(f"attention_window must be a positive even number, got {settings.attention_window}")
-        backbone = AutoModel.from_pretrained(resolve_encoder(name_or_path))
         if backbone.config.model_type != "longformer":
             backbone = longformer_from_encoder(backbone, settings.max_tokens, settings.attention_window)
         return ChunkEncoder(backbone, pooling)
