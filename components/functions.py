@@ -5,7 +5,7 @@ from typing import NamedTuple
 from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
 
 
-def validate(corpus_path: str, params: dict, corpus: Output[Dataset], report: Output[Markdown]) -> int:
+def validate(corpus_path: str, params: str, corpus: Output[Dataset], report: Output[Markdown]) -> int:
     """Run the GX suite; on failure the report is written and the task fails, stopping the run."""
     import shutil
     from pathlib import Path
@@ -22,7 +22,7 @@ def validate(corpus_path: str, params: dict, corpus: Output[Dataset], report: Ou
     return int(summary["documents"])
 
 
-def chunk(params: dict, corpus: Input[Dataset], chunks: Output[Dataset]) -> int:
+def chunk(params: str, corpus: Input[Dataset], chunks: Output[Dataset]) -> int:
     from pathlib import Path
 
     from longdoc.config import parse_params
@@ -31,7 +31,7 @@ def chunk(params: dict, corpus: Input[Dataset], chunks: Output[Dataset]) -> int:
     return int(run(parse_params(params), Path(corpus.path), Path(chunks.path))["chunks"])
 
 
-def train_encoder(params: dict, chunks: Input[Dataset], encoder: Output[Model]) -> str:
+def train_encoder(params: str, chunks: Input[Dataset], encoder: Output[Model]) -> str:
     """Stage 1: fine-tune the encoder once and cache its chunk vectors (a no-op with train.two_stage off)."""
     from pathlib import Path
 
@@ -42,7 +42,7 @@ def train_encoder(params: dict, chunks: Input[Dataset], encoder: Output[Model]) 
     return summary.get("skipped") or f"stage 1: {summary['steps']} steps, encoder {summary['start']}"
 
 
-def train(params: dict, variant: str, chunks: Input[Dataset], encoder: Input[Model], model: Output[Model]) -> float:
+def train(params: str, variant: str, chunks: Input[Dataset], encoder: Input[Model], model: Output[Model]) -> float:
     from pathlib import Path
 
     from longdoc.config import parse_params
@@ -53,7 +53,7 @@ def train(params: dict, variant: str, chunks: Input[Dataset], encoder: Input[Mod
     return float(summary["best_val_macro_f1"])
 
 
-def evaluate(params: dict, corpus: Input[Dataset], model: Input[Model], evaluation: Output[Dataset],
+def evaluate(params: str, corpus: Input[Dataset], model: Input[Model], evaluation: Output[Dataset],
              metrics: Output[Metrics]) -> float:
     from pathlib import Path
 
@@ -67,7 +67,7 @@ def evaluate(params: dict, corpus: Input[Dataset], model: Input[Model], evaluati
     return float(scores["normal_macro_f1"])
 
 
-def register(params: dict, git_commit: str, pipeline_run_id: str, corpus: Input[Dataset], model: Input[Model],
+def register(params: str, git_commit: str, pipeline_run_id: str, corpus: Input[Dataset], model: Input[Model],
              evaluation: Input[Dataset]) -> NamedTuple(
                  "Registered", [("version", str), ("run_id", str), ("model_name", str)]):
     """Register the variant as a candidate of its task; the gate decides after every candidate is in."""
@@ -83,7 +83,7 @@ def register(params: dict, git_commit: str, pipeline_run_id: str, corpus: Input[
     return namedtuple("Registered", ["version", "run_id", "model_name"])(reg.version, reg.run_id, reg.model_name)
 
 
-def baseline(params: dict, git_commit: str, pipeline_run_id: str, corpus: Input[Dataset],
+def baseline(params: str, git_commit: str, pipeline_run_id: str, corpus: Input[Dataset],
              evaluation: Output[Dataset]) -> NamedTuple(
                  "Registered", [("version", str), ("run_id", str), ("model_name", str)]):
     """TF-IDF + logistic regression, evaluated like the variants and registered as a candidate."""
@@ -97,7 +97,7 @@ def baseline(params: dict, git_commit: str, pipeline_run_id: str, corpus: Input[
     return namedtuple("Registered", ["version", "run_id", "model_name"])(reg.version, reg.run_id, reg.model_name)
 
 
-def gate(params: dict, model_name: str, versions: list, baseline_version: str, corpus: Input[Dataset]) -> str:
+def gate(params: str, model_name: str, versions: list, baseline_version: str, corpus: Input[Dataset]) -> str:
     """One promotion decision per run; returns "package" when a new champion was promoted.
 
     A single (unnamed) output on purpose: kfp's local runner resolves ``dsl.If`` conditions only on
@@ -114,7 +114,7 @@ def gate(params: dict, model_name: str, versions: list, baseline_version: str, c
     return "package" if decision.promoted else "keep"
 
 
-def compare(params: dict, model_name: str, run_ids: list, baseline_run_id: str, comparison: Output[Dataset],
+def compare(params: str, model_name: str, run_ids: list, baseline_run_id: str, comparison: Output[Dataset],
             table: Output[Markdown]) -> str:
     """The comparison table across variants and the baseline, with the gate's verdicts; the champion."""
     import shutil
@@ -128,7 +128,7 @@ def compare(params: dict, model_name: str, run_ids: list, baseline_run_id: str, 
     return champion
 
 
-def package(params: dict, model_name: str) -> NamedTuple("Packaged", [("bento_tag", str), ("model_version", str)]):
+def package(params: str, model_name: str) -> NamedTuple("Packaged", [("bento_tag", str), ("model_version", str)]):
     """Package the task's champion (the pipeline runs this only when the gate promoted a new one)."""
     from collections import namedtuple
 

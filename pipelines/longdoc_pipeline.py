@@ -39,7 +39,7 @@ def make_pipeline(image: str, gpu: GpuParams, name: str = "longdoc", parallelism
     @dsl.pipeline(name=name, description="Long-document classifiers: validate, chunk, train every variant, "
                                          "evaluate, register in MLflow through the promotion gate, compare "
                                          "against a TF-IDF baseline, package a new champion as a Bento.")
-    def longdoc_pipeline(corpus_path: str, params: dict, variants: list, git_commit: str = "unknown") -> str:
+    def longdoc_pipeline(corpus_path: str, params: str, variants: list, git_commit: str = "unknown") -> str:
         validated = c.validate(corpus_path=corpus_path, params=params).set_display_name("validate corpus (GX)")
         corpus = validated.outputs["corpus"]
         chunked = c.chunk(params=params, corpus=corpus).set_display_name("chunk")

@@ -19,7 +19,7 @@ def pipeline_arguments(params: Params) -> dict:
     resolved.serving.service_dir = str(Path(params.serving.service_dir).resolve())
     resolved.train.cache_dir = str(params.cache_root.resolve())  # one cache for every task of the run
     return {"corpus_path": str(Path(params.data.corpus).resolve()),
-            "params": resolved.model_dump(mode="json", exclude_none=True),
+            "params": resolved.model_dump_json(),
             "variants": params.train.variants, "git_commit": git_commit()}
 
 

@@ -16,7 +16,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# The shipped two-stage path (stage 1 fine-tunes the encoder, head and attention train on its cached vectors), small.
 SMALL = {"data.sample_per_label": 12, "train.epochs": 1, "train.max_steps": 4, "train.batch_size": 8,
+         "train.stage1": {"max_steps": 4, "batch_size": 8, "max_chunks": 4}, "train.docs_per_label": None,
          "train.variants": ["head", "attention"], "train.overrides": {}, "train.max_chunks": 4,
          "chunking.chunk_tokens": 64, "chunking.overlap": 8, "chunking.sentence_slack": 16,
          "evaluate.docs_per_label": None, "evaluate.sweep_docs_per_label": 2, "train.val_docs_per_label": None,
@@ -77,9 +79,11 @@ def stores(tmp_path) -> dict[str, str]:
     return {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns.db'}", "BENTOML_HOME": str(tmp_path / "bentoml")}
 
 
+# One variant trained on its own, end to end from the pretrained encoder (the training loop's tests).
 TINY = {"data.sample_per_label": 8, "chunking.chunk_tokens": 32, "chunking.overlap": 4,
         "chunking.sentence_slack": 8, "train.batch_size": 4, "train.epochs": 1, "train.max_steps": 8,
-        "train.checkpoint_every": 2, "train.max_chunks": 4, "train.device": "cpu", "train.overrides": {}}
+        "train.checkpoint_every": 2, "train.max_chunks": 4, "train.device": "cpu", "train.overrides": {},
+        "train.two_stage": False, "train.freeze_encoder": False, "train.docs_per_label": None}
 
 
 @pytest.fixture(scope="module")

@@ -124,7 +124,8 @@ def test_no_training_state_is_unpickled():
 
 @pytest.mark.slow
 def test_a_small_corpus_gets_the_configured_steps_with_the_shipped_settings(tmp_path, demo_corpus):
-    """40 demo articles in each of two classes, params.yaml as shipped (narrowed to two variants)."""
+    """40 demo articles in each of two classes, params.yaml as shipped (narrowed to two variants, and stage 1 to
+    two chunks a document to keep the test short)."""
     from longdoc.data.corpus import read_corpus, write_jsonl
     from longdoc.data.splits import sample_per_label
 
@@ -134,8 +135,9 @@ def test_a_small_corpus_gets_the_configured_steps_with_the_shipped_settings(tmp_
     write_jsonl(frame, corpus)
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns.db'}", "BENTOML_HOME": str(tmp_path / "bentoml"),
            "COLUMNS": "250"}
-    overrides = {"data.corpus": str(corpus), "train.variants": ["head", "chunk_mean"],
-                 "pipeline.pipeline_root": str(tmp_path / "kfp")}
+    shipped = load_params(ROOT / "params.yaml").train
+    overrides = {"data.corpus": str(corpus), "train.variants": ["head", "attention"],
+                 "train.stage1": {**shipped.stage1, "max_chunks": 2}, "pipeline.pipeline_root": str(tmp_path / "kfp")}
     done = cli("run", *set_args(overrides), env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     import mlflow
@@ -143,13 +145,16 @@ def test_a_small_corpus_gets_the_configured_steps_with_the_shipped_settings(tmp_
     client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"], env["MLFLOW_TRACKING_URI"])
     runs = client.search_runs([client.get_experiment_by_name("longdoc").experiment_id], "tags.kind = 'model'")
     steps = {r.data.tags["variant"]: r.data.metrics for r in runs}
-    shipped = load_params(ROOT / "params.yaml").train
-    for variant in ("head", "chunk_mean"):
+    encoder = json.loads(next((tmp_path / "kfp").rglob("train-encoder/encoder/train_summary.json")).read_text())
+    assert encoder["steps"] == shipped.for_stage1().max_steps and encoder["epochs"] > 1  # not one epoch of 60
+    for variant in ("head", "attention"):
         metrics = steps[variant]
-        assert metrics["train_steps"] == shipped.for_variant(variant).max_steps  # 100 and 50, not one epoch
-        assert metrics["train_epochs"] > 1 and metrics["train_tokens"] > 0
+        assert metrics["train_steps"] == shipped.for_variant(variant).max_steps and metrics["train_epochs"] > 1
+        # stage 2 on the cached vectors: no encoder token of its own, the stage-1 cost beside it
+        assert metrics["train_encoder_tokens"] == 0
+        assert metrics["train_stage1_encoder_tokens"] == encoder["encoder_tokens"] > 0
         assert f"{int(metrics['train_steps'])} ({metrics['train_epochs']:.1f} ep)" in done.stdout
-    assert "training cost" in done.stdout
+    assert "training cost" in done.stdout and "+ stage 1" in done.stdout
 
 
 def test_env_profile_reaches_every_command():

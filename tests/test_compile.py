@@ -1,5 +1,7 @@
 """The compiled IR YAML: the six tasks, on the project's image, training asking for a GPU."""
 
+import json
+
 import pytest
 import yaml
 
@@ -80,6 +82,7 @@ def test_gpu_node_selector_and_toleration_are_configurable(tmp_path):
 
 def test_params_file_is_the_default_argument(compiled):
     defaults = compiled["root"]["inputDefinitions"]["parameters"]
-    assert defaults["params"]["defaultValue"]["train"]["variants"][0] == "head"
-    assert defaults["variants"]["defaultValue"] == defaults["params"]["defaultValue"]["train"]["variants"]
+    params = json.loads(defaults["params"]["defaultValue"])  # JSON text: it keeps the nulls a kfp dict cannot
+    assert params["train"]["variants"][0] == "head" and params["train"]["stage1"]["docs_per_label"] is None
+    assert defaults["variants"]["defaultValue"] == params["train"]["variants"]
     assert defaults["corpus_path"]["defaultValue"].endswith("data/corpus.jsonl")

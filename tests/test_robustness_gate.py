@@ -45,6 +45,7 @@ def test_a_model_that_loses_on_inverted_documents_is_refused_for_it(tmp_path):
     env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns.db'}", "BENTOML_HOME": str(tmp_path / "bentoml")}
     overrides = {"data.corpus": str(corpus), "data.test_fraction": 0.25, "pipeline.pipeline_root": str(tmp_path / "k"),
                  "train.variants": ["head"], "train.overrides": {}, "train.max_steps": 30, "train.batch_size": 8,
+                 "train.two_stage": False, "train.freeze_encoder": False, "train.docs_per_label": None,
                  "train.val_docs_per_label": None, "chunking.chunk_tokens": 64, "chunking.overlap": 8,
                  "chunking.sentence_slack": 16, "evaluate.docs_per_label": None, "evaluate.sweep_docs_per_label": 2}
     done = cli("run", *set_args(overrides), env=env)

@@ -88,6 +88,8 @@ class TrainParams(_Section):
     patience: int | None = Field(None, ge=1, description="Stop after this many validations without a val macro-F1 "
                                                          "gain (null: train the whole budget, keep the best).")
     val_docs_per_label: int | None = Field(None, ge=1, description="Validate on at most N documents per label.")
+    docs_per_label: int | None = Field(None, ge=1, description="Train on at most N documents per label (the same "
+                                                               "ones every run; null: the whole train split).")
     seed: int = 13
     device: Literal["auto", "cpu", "cuda"] = "auto"
     checkpoint_every: int = Field(200, ge=1, description="Steps between resumable checkpoints.")
@@ -249,8 +251,13 @@ def _format_error(err: ValidationError) -> str:
     return "invalid parameters:\n" + "\n".join(lines)
 
 
-def parse_params(raw: dict[str, Any] | None) -> Params:
-    """Validate a params mapping (from params.yaml or a pipeline argument)."""
+def parse_params(raw: dict[str, Any] | str | None) -> Params:
+    """Validate a params mapping (from params.yaml), or its JSON text (a pipeline argument: JSON keeps the
+    nulls that kfp's dict parameters cannot carry)."""
+    if isinstance(raw, str):
+        import json
+
+        raw = json.loads(raw)
     try:
         return Params.model_validate(raw or {})
     except ValidationError as err:

@@ -300,13 +300,27 @@ def train_encoder(chunk_dir: Path, params: Params, out_dir: Path, resume: bool =
     model.to(device)
     model.encoder.requires_grad_(False)
     attach(model.encoder, params.cache_root)
-    splits, _ = load_docs(chunk_dir)
-    special = SpecialTokens.of(load_tokenizer(params.encoder.name_or_path))
-    segments = [d.input_ids[w.start : w.end] for docs in splits.values() for d in docs for w in d.windows]
-    summary["embedding_cache"] = fill(model.encoder, segments, special, device)
+    summary["embedding_cache"] = fill(model.encoder, stage2_segments(chunk_dir, params), special_tokens(params),
+                                      device)
     summary["stage"] = 1
     (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def stage2_segments(chunk_dir: Path, params: Params) -> list[list[int]]:
+    """The chunks stage 2 reads: every window (at most ``max_chunks``) of the train and validation documents
+    it trains and validates on."""
+    from longdoc.models.segments import select_windows
+
+    cfg = params.train
+    splits, _ = load_docs(chunk_dir)
+    docs = (limit_per_label(splits["train"], cfg.docs_per_label, cfg.seed)
+            + limit_per_label(splits["val"], cfg.val_docs_per_label, cfg.seed))
+    return [d.input_ids[w.start : w.end] for d in docs for w in select_windows(d.windows, cfg.max_chunks)]
+
+
+def special_tokens(params: Params) -> SpecialTokens:
+    return SpecialTokens.of(load_tokenizer(params.encoder.name_or_path))
 
 
 def _start(variant: str, params: Params, settings: VariantSettings, encoder_from: Path | None):
@@ -363,6 +377,7 @@ def _train(chunk_dir: Path, params: Params, variant: str, cfg: TrainParams, out_
         model.encoder.backbone.gradient_checkpointing_enable()
     cache = _embedding_cache(model, params.cache_root) if cfg.freeze_encoder else None
     make_batch = batcher(model, special, device)
+    splits["train"] = limit_per_label(splits["train"], cfg.docs_per_label, cfg.seed)
     splits["val"] = limit_per_label(splits["val"], cfg.val_docs_per_label, cfg.seed)
     train_model = dist.wrap(model)
 
