@@ -161,3 +161,18 @@ def test_odd_attention_window_is_refused():
 
     with pytest.raises(LongdocError, match="attention_window must be even"):
         parse_params({"longformer": {"attention_window": 511}})
+
+
+def test_a_fresh_stacked_combiner_decides_like_the_mean_of_chunk_probabilities(tokenizer):
+    """The stacker starts as the mean-probability rule, so its training can only move it from a working one."""
+    from longdoc.models.segments import segment_mean
+
+    torch.manual_seed(0)
+    model, _ = build("chunk_stacked")
+    model.eval()
+    batch = batch_for(model, tokenizer)
+    with torch.no_grad():
+        logits = model.chunk_logits(batch)
+        mean = segment_mean(logits.softmax(-1), batch.doc_index, batch.n_docs)
+        assert torch.equal(model(batch).argmax(-1), mean.argmax(-1))
+        assert torch.allclose(model(batch).softmax(-1), (10 * mean).softmax(-1), atol=1e-5)

@@ -16,6 +16,7 @@ from longdoc.models.encoder import ChunkEncoder
 from longdoc.models.segments import segment_max, segment_mean, to_padded
 
 EPS = 1e-6
+MEAN_SCALE = 10.0
 
 
 class ChunkPrediction(ChunkedClassifier):
@@ -101,7 +102,15 @@ class ChunkStacked(ChunkPrediction):
 
     def __init__(self, encoder: ChunkEncoder, settings: VariantSettings) -> None:
         super().__init__(encoder, settings)
-        self.stacker = nn.Linear(6 * settings.n_labels + 1, settings.n_labels)
+        n = settings.n_labels
+        self.stacker = nn.Linear(6 * n + 1, n)
+        # Start as the mean-probability combiner (logits = MEAN_SCALE x mean probability), so training can only
+        # move it from a working rule: from a random start a linear layer on features in [0, 1] learns slowly
+        # and stays underconfident on a short budget.
+        with torch.no_grad():
+            self.stacker.weight.zero_()
+            self.stacker.bias.zero_()
+            self.stacker.weight[:, :n] = torch.eye(n) * MEAN_SCALE
 
     def features(self, probs: torch.Tensor, batch: SegmentBatch) -> torch.Tensor:
         padded, mask = to_padded(probs, batch.doc_index, batch.position, batch.n_docs)
