@@ -12,7 +12,7 @@ export GX_ANALYTICS_ENABLED := false
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup run test test-fast lint data compile serve bench clean chromium
+.PHONY: setup run test test-fast lint data compile serve bench clean chromium mutate
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,8 +51,14 @@ compile: setup
 serve: setup
 	longdoc serve
 
+# Mutation testing of the modules that decide (pyproject.toml [tool.mutmut]); a score per module, 80% at least.
+# Incremental: results are kept in mutants/, and only changed functions are tested again.
+mutate: setup
+	mutmut run --max-children 2
+	python tools/mutation_report.py
+
 bench: setup data
 	python -m bench.run
 
 clean:
-	rm -rf outputs mlruns.db mlartifacts .pytest_cache
+	rm -rf outputs mlruns.db mlartifacts .pytest_cache mutants
