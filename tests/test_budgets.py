@@ -8,6 +8,7 @@ import shutil
 import subprocess
 
 import pytest
+import yaml
 
 from longdoc.config import load_params
 from longdoc.errors import LongdocError
@@ -17,20 +18,23 @@ from tests.conftest import BIN, ROOT, cli, set_args, train_command
 
 def test_max_steps_means_what_it_says_whatever_the_corpus_size():
     shipped = load_params(ROOT / "params.yaml")
-    for variant in ("head", "chunk_mean", "attention", "longformer"):
-        cfg = shipped.train.for_variant(variant)
+    for variant in ("head", "attention", "longformer", "stage 1"):
+        cfg = shipped.train.for_stage1() if variant == "stage 1" else shipped.train.for_variant(variant)
+        assert cfg.max_steps > 0
         small, large = plan_budget(60, cfg), plan_budget(1595, cfg)
         assert small.steps == large.steps == cfg.max_steps  # 127 documents get as many updates as 1,600
         assert small.epochs > large.epochs and small.epochs > 1
         assert small.eval_every <= small.steps_per_epoch and small.steps // small.eval_every >= 2
         assert small.warmup == int(cfg.warmup_ratio * small.steps)
+    # chunk_mean is the stage-1 model itself: 0 further steps, whatever the corpus size
+    assert plan_budget(60, shipped.train.for_variant("chunk_mean")).steps == 0
     by_epochs = load_params(ROOT / "params.yaml", {"train.max_steps": None, "train.epochs": 3}).train
-    assert plan_budget(60, by_epochs.for_variant("head")).steps == 3 * 4  # 60 documents, batches of 16
+    assert plan_budget(60, by_epochs.for_variant("head")).steps == 3 * 2  # 60 documents, batches of 32
 
 
 def test_narrowing_the_variants_works_as_typed():
     narrowed = load_params(ROOT / "params.yaml", {"train.variants": ["head", "chunk_mean"]})
-    assert narrowed.train.variants == ["head", "chunk_mean"] and "attention" in narrowed.train.overrides
+    assert narrowed.train.variants == ["head", "chunk_mean"] and "longformer" in narrowed.train.overrides
     with pytest.raises(LongdocError, match="overrides for 'atention', which is not a variant"):
         load_params(ROOT / "params.yaml", {"train.overrides": {"atention": {"max_steps": 5}}})
 
@@ -40,13 +44,16 @@ def test_both_profiles_validate_and_the_gpu_one_carries_the_gpu_settings(tmp_pat
     gpu = load_params(ROOT / "params.yaml", profile="gpu")
     assert (cpu.chunking.chunk_tokens, cpu.longformer.max_tokens) == (128, 1024)
     assert (gpu.chunking.chunk_tokens, gpu.longformer.max_tokens, gpu.longformer.attention_window) == (510, 4096, 512)
-    assert gpu.train.device == "cuda" and set(gpu.train.overrides) == {"longformer"}  # CPU caps replaced, not merged
+    assert gpu.train.device == "cuda" and gpu.train.for_variant("longformer").max_steps == 1000  # CPU caps replaced, not merged
+    assert cpu.train.for_variant("longformer").max_steps == 30 and gpu.train.for_stage1().max_steps == 1000
     assert gpu.train.for_variant("chunk_mean").freeze_layers == 0 and gpu.evaluate.docs_per_label is None
     with pytest.raises(LongdocError, match="profile 'tpu' not found"):
         load_params(ROOT / "params.yaml", profile="tpu")
     done = cli("--profile", "gpu", "pipeline", "compile", "--out", str(tmp_path / "gpu.yaml"))
     assert done.returncode == 0, done.stderr
-    assert "max_tokens: 4096" in (tmp_path / "gpu.yaml").read_text()  # the profile is compiled in
+    compiled = yaml.safe_load((tmp_path / "gpu.yaml").read_text())
+    default = json.loads(compiled["root"]["inputDefinitions"]["parameters"]["params"]["defaultValue"])
+    assert default["longformer"]["max_tokens"] == 4096  # the profile is compiled in
     wrong = cli("pipeline", "compile", "--out", str(tmp_path / "gpu.txt"))
     assert wrong.returncode == 2 and "must end with .yaml" in wrong.stderr and "Traceback" not in wrong.stderr
 
