@@ -226,3 +226,51 @@ def test_view_tables_keep_their_names_and_signatures():
     assert VIEWS["normal"](text, 1) == text
     assert VIEWS["inverted"](text, 1) == "c\nb\na"
     assert SWEEP["first_at_100"](text, 1) == "b\nc\na"
+
+
+# --- word blocks and seeds -----------------------------------------------------------------------
+
+
+def fewest_symmetric_blocks(n_words: int) -> int:
+    """The fewest blocks of at most BLOCK_WORDS words whose sizes can be symmetric (odd n needs an odd count)."""
+    count = -(-n_words // BLOCK_WORDS)
+    return count + 1 if n_words % 2 and count % 2 == 0 else count
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(1, 12 * BLOCK_WORDS))
+def test_word_blocks_are_few_equal_symmetric_and_cover_every_word(n_words: int) -> None:
+    """Blocks: every word once, in order; at most BLOCK_WORDS each; sizes within one word; a palindrome of sizes.
+
+    Symmetric sizes are what lets inverting twice give the document back; the fewest blocks keep each a real
+    piece of the text (one more block than needed would cut a 128-word text into three instead of two halves).
+    """
+    words = [f"w{i}" for i in range(n_words)]
+    doc = units(" ".join(words))
+    sizes = [len(p.split()) for p in doc.parts]
+    assert doc.kind == "block"
+    assert " ".join(doc.parts).split() == words
+    assert sum(sizes) == n_words and max(sizes) <= BLOCK_WORDS
+    assert max(sizes) - min(sizes) <= 1
+    assert sizes == sizes[::-1]
+    assert len(sizes) == fewest_symmetric_blocks(n_words)
+
+
+@pytest.mark.parametrize("n_words, sizes", [
+    (128, [64, 64]),
+    (129, [43, 43, 43]),
+    (130, [43, 44, 43]),
+    (197, [40, 39, 39, 39, 40]),
+    (259, [52, 52, 51, 52, 52]),
+    (301, [60, 60, 61, 60, 60]),
+])
+def test_word_block_sizes_for_known_lengths(n_words: int, sizes: list[int]) -> None:
+    """Worked examples: 197 words need 4 blocks but are odd, so 5; a leftover word goes to the middle, pairs outward."""
+    text = " ".join(f"w{i}" for i in range(n_words))
+    assert [len(p.split()) for p in units(text).parts] == sizes
+
+
+def test_every_seed_gives_its_own_shuffle() -> None:
+    """The seed is mixed into the shuffle without losing bits: 32 seeds give 32 different orders of 12 units."""
+    text = "\n\n".join(f"paragraph {i}" for i in range(12))
+    assert len({shuffled(text, seed) for seed in range(32)}) == 32
