@@ -1,0 +1,603 @@
+"""The promotion gate's rules stated as properties, fast.
+
+tests/test_promotion.py drives the gate with fully registered models (seconds each). Here the rules
+themselves are checked for any input: on real ``ModelVersion`` entities for the rules that only read
+tags, and on cheap versions in a real SQLite MLflow registry (a run with a logged predictions file,
+no model inside) for everything that reads predictions or moves the alias. Only the manual re-scoring
+of a champion on other documents needs a loadable model; test_promotion.py covers that.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import getpass
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
+
+from longdoc.config import GateParams
+from longdoc.errors import LongdocError
+from longdoc.metrics import paired_difference
+from longdoc.promotion import (
+    AUDIT_TAG,
+    Decision,
+    Difference,
+    _entry,
+    audit_trail,
+    choose,
+    current_champion,
+    decide,
+    difference,
+    promote,
+    refusals,
+    registry_lock,
+    require_version,
+    rollback,
+)
+
+ALIAS = "champion"
+LABELS = ["business", "politics", "sports"]
+FAST = settings(max_examples=60, deadline=None)
+SLOW = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+GAP = "inverted_gap_macro_f1"
+
+
+# --- real entities for the rules that read only tags ---------------------------------------------
+
+def entity(version: int | str = 1, **tags: object) -> ModelVersion:
+    """A real MLflow ModelVersion carrying ``tags`` (what the gate reads off a registered version)."""
+    return ModelVersion("longdoc-task", str(version), 0, tags=[ModelVersionTag(k, str(v)) for k, v in tags.items()])
+
+
+def gap_tags(low: float, gap: float | None = None, high: float | None = None) -> dict[str, float]:
+    gap = low + 0.01 if gap is None else gap
+    return {GAP: gap, f"{GAP}_lo": low, f"{GAP}_hi": gap + 0.01 if high is None else high}
+
+
+finite = st.floats(-1, 1, allow_nan=False)
+
+
+@FAST
+@given(low=finite, limit=finite, equal=st.booleans())
+def test_refused_for_the_gap_exactly_when_its_lower_bound_is_above_the_limit(low: float, limit: float,
+                                                                              equal: bool) -> None:
+    """The gap rule is on the interval's lower bound and strict: a bound equal to the limit passes."""
+    if equal:
+        limit = low
+    candidate = entity(**gap_tags(low, gap=low + 0.03, high=low + 0.07), data_version="d1")
+    reasons = refusals(candidate, "d1", GateParams(max_inverted_gap=limit))
+    assert bool(reasons) == (low > limit)
+    if reasons:
+        assert reasons == [f"inverted gap {low + 0.03:+.4f} [{low:+.4f}, {low + 0.07:+.4f}]: lower bound above "
+                           f"max_inverted_gap {limit}"]
+
+
+@FAST
+@given(low=finite, undertrained=st.booleans(), why=st.one_of(st.none(), st.text("abc xyz", min_size=1)),
+       stale=st.booleans(), require=st.booleans())
+def test_undertrained_or_stale_data_is_refused_whatever_the_score(low: float, undertrained: bool, why: str | None,
+                                                                  stale: bool, require: bool) -> None:
+    """Each rule adds its own reason, in order (gap, undertrained, data), independent of the others."""
+    tags = {**gap_tags(low), "data_version": "d0" if stale else "d1", "undertrained": str(undertrained).lower()}
+    if why is not None:
+        tags["undertrained_reason"] = why
+    rules = GateParams(max_inverted_gap=0.0, require_current_data=require)
+    reasons = refusals(entity(**tags), "d1", rules)
+    expected = [r for r, applies in [
+        ("gap", low > 0.0),
+        (f"undertrained: {why if why is not None else 'learned nothing'}", undertrained),
+        ("trained on data d0, current data is d1", stale and require)] if applies]
+    assert len(reasons) == len(expected)
+    assert [r.startswith("inverted gap ") for r in reasons] == [e == "gap" for e in expected]
+    assert [r for r in reasons if not r.startswith("inverted gap ")] == [e for e in expected if e != "gap"]
+
+
+def test_a_perfect_score_does_not_save_an_undertrained_or_stale_version() -> None:
+    """The refusals are about the version itself: the best scores in the registry change nothing."""
+    best = {**gap_tags(-1.0), "normal_macro_f1": 1.0}
+    assert refusals(entity(**best, data_version="d1", undertrained="true"), "d1", GateParams()) == [
+        "undertrained: learned nothing"]
+    assert refusals(entity(**best, data_version="d0"), "d1", GateParams()) == [
+        "trained on data d0, current data is d1"]
+    assert refusals(entity(**best), "d1", GateParams()) == ["trained on data None, current data is d1"]
+    assert refusals(entity(**best, data_version="d1", undertrained="false"), "d1", GateParams()) == []
+
+
+@pytest.mark.parametrize("tags", [{}, {f"{GAP}_lo": "n/a"}, {f"{GAP}_lo": "", GAP: "x"}])
+def test_an_unreadable_gap_is_unknown_not_a_refusal_nor_a_crash(tags: dict) -> None:
+    """A version logged without (or with a garbled) gap interval has no evidence against it."""
+    assert refusals(entity(**tags, data_version="d1"), "d1", GateParams(max_inverted_gap=-1.0)) == []
+
+
+number = st.floats(-1, 1, allow_nan=False)
+
+
+@FAST
+@given(point=number, low=number, high=number, documents=st.integers(0, 10_000), rescored=st.booleans())
+def test_a_difference_reads_as_signed_point_interval_and_documents(point: float, low: float, high: float,
+                                                                   documents: int, rescored: bool) -> None:
+    """The gate's reasons quote the difference: signed to 4 places, its interval, and its sample size."""
+    text = str(Difference(point, low, high, documents, rescored))
+    found = re.fullmatch(r"([+-]\d\.\d{4}) \[([+-]\d\.\d{4}), ([+-]\d\.\d{4})\] on (\d+) test documents(.*)", text)
+    assert found, text
+    for shown, value in zip(found.groups()[:3], (point, low, high), strict=True):
+        assert abs(float(shown) - value) <= 5e-5
+    assert int(found.group(4)) == documents
+    assert found.group(5) == (", champion re-scored on the candidate's test split" if rescored else "")
+    assert str(Difference(point, low, high, documents)) == str(Difference(point, low, high, documents, False))
+
+
+def test_a_decision_reads_as_its_reasons_in_order() -> None:
+    assert Decision("3", True, ["a", "b", "c"]).reason == "a; b; c"
+    assert Decision(None, False).reason == "" and Decision(None, False).previous is None
+
+
+@pytest.mark.parametrize("user", ["ops-alice", ""])
+def test_an_audit_entry_says_who_when_why_and_what_it_replaced(monkeypatch, user: str) -> None:
+    """LONGDOC_USER names who acted (CI, a shared account); unset or empty, the login name does."""
+    monkeypatch.setenv("LONGDOC_USER", user)
+    before = datetime.now(UTC)
+    entry = _entry("promote", 7, "prod", None, "hotfix")
+    assert set(entry) == {"action", "version", "alias", "previous", "who", "when", "why"}
+    assert (entry["action"], entry["version"], entry["alias"], entry["previous"], entry["why"]) == (
+        "promote", "7", "prod", None, "hotfix")
+    assert entry["who"] == (user or getpass.getuser())
+    when = datetime.fromisoformat(entry["when"])
+    assert when.utcoffset() == timedelta(0) and re.search(r"T\d\d:\d\d:\d\d\.\d{6}\+00:00$", entry["when"])
+    assert before - timedelta(minutes=5) <= when <= datetime.now(UTC) + timedelta(minutes=5)
+    assert _entry("rollback", "2", ALIAS, "5", "")["previous"] == "5"
+
+
+@FAST
+@given(scores=st.lists(st.sampled_from([0.5, 0.6, 0.7, 0.8]), min_size=1, max_size=12))
+def test_without_a_baseline_the_best_transformer_is_chosen_and_ties_go_to_the_oldest(scores: list[float]) -> None:
+    """Highest macro-F1 wins; equal scores go to the lowest version number (as numbers: 9 before 10)."""
+    versions = [entity(v, kind="model", variant=f"var{v}", normal_macro_f1=s) for v, s in enumerate(scores, start=5)]
+    chosen, lost = choose(None, "longdoc-task", list(reversed(versions)), GateParams())
+    best = max(scores)
+    assert chosen.version == str(5 + scores.index(best))
+    assert set(lost) == {v.version for v in versions} - {chosen.version}
+    for version in versions:
+        if version.version in lost:
+            assert lost[version.version] == (
+                f"v{chosen.version} (var{chosen.version}) is this run's choice; the best transformer is "
+                f"v{chosen.version} (var{chosen.version}) (macro-F1 {best:.4f} vs "
+                f"{float(version.tags['normal_macro_f1']):.4f})")
+
+
+def test_equal_scores_go_to_the_lower_version_number_compared_as_numbers() -> None:
+    """Versions 9 and 10 tie: 9 is older, although "10" sorts first as text."""
+    tied = [entity(v, kind="model", normal_macro_f1=0.7) for v in (10, 9, 11)]
+    chosen, lost = choose(None, "longdoc-task", tied, GateParams())
+    assert chosen.version == "9" and set(lost) == {"10", "11"}
+
+
+def test_a_lone_baseline_is_chosen_and_an_unnamed_variant_shows_as_a_question_mark() -> None:
+    base = entity(3, kind="baseline", normal_macro_f1=0.2)
+    assert choose(None, "longdoc-task", [base], GateParams()) == (base, {})
+    chosen, lost = choose(None, "longdoc-task", [entity(4, kind="model", normal_macro_f1=0.9),
+                                                 entity(5, normal_macro_f1=0.1)], GateParams())
+    assert chosen.version == "4" and lost["5"].startswith("v4 (?) is this run's choice; the best transformer is v4 (?)")
+
+
+# --- a real SQLite registry with cheap versions ----------------------------------------------------
+
+def _empty_store() -> Path:
+    """A migrated, empty MLflow SQLite store, built once per MLflow version and copied for each use.
+
+    Creating the schema takes seconds; mutation testing runs this file once per mutant.
+    """
+    import mlflow
+
+    path = Path(tempfile.gettempdir()) / f"longdoc-test-empty-mlflow-{mlflow.__version__}.db"
+    if not path.is_file():
+        fresh = path.with_suffix(f".{uuid.uuid4().hex}.tmp")
+        uri = f"sqlite:///{fresh}"
+        client = mlflow.MlflowClient(uri, uri)
+        client.search_experiments()
+        client.search_registered_models()
+        os.replace(fresh, path)
+    return path
+
+
+@dataclass
+class Store:
+    """A real registry; each test uses its own registered model in it."""
+
+    client: object
+    uri: str
+    experiment: str
+    root: Path
+
+    def model(self) -> str:
+        name = f"longdoc-{uuid.uuid4().hex[:10]}"
+        self.client.create_registered_model(name)
+        return name
+
+    def version(self, name: str, truth: list[str], predicted: list[str], ids: list[str] | None = None, *,
+                kind: str = "model", data: str = "d1", score: float | None = None, gap_lo: float = -0.05,
+                undertrained: bool = False) -> ModelVersion:
+        """A version whose normal-view predictions on ``ids`` are ``predicted`` (inverted view: all wrong)."""
+        ids = ids or [f"doc-{i:03d}" for i in range(len(truth))]
+        wrong = [LABELS[(LABELS.index(y) + 1) % len(LABELS)] if y in LABELS else "x" for y in truth]
+        frame = pd.concat([pd.DataFrame({"id": ids, "view": "normal", "label": truth, "predicted": predicted}),
+                           pd.DataFrame({"id": ids, "view": "inverted", "label": truth, "predicted": wrong})])
+        run = self.client.create_run(self.experiment)
+        folder = self.root / run.info.run_id
+        folder.mkdir()
+        frame.to_parquet(folder / "predictions.parquet", index=False)
+        self.client.log_artifact(run.info.run_id, str(folder / "predictions.parquet"), "evaluation")
+        accuracy = float(np.mean(np.array(truth) == np.array(predicted)))
+        tags = {"kind": kind, "variant": "tfidf_logreg" if kind == "baseline" else "head", "data_version": data,
+                "normal_macro_f1": f"{accuracy if score is None else score:.6f}",
+                "undertrained": str(undertrained).lower(),
+                **{k: f"{v:.6f}" for k, v in gap_tags(gap_lo).items()}}
+        created = self.client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id, tags=tags)
+        return ModelVersion.from_proto(created.to_proto())  # as a tracking server returns it: version "3", not 3
+
+    def answers(self, name: str, right: int, n: int = 30, **kw) -> ModelVersion:
+        """A version that gets the first ``right`` of ``n`` fixed test documents right."""
+        truth = [LABELS[i % len(LABELS)] for i in range(n)]
+        predicted = [y if i < right else LABELS[(LABELS.index(y) + 1) % len(LABELS)] for i, y in enumerate(truth)]
+        return self.version(name, truth, predicted, **kw)
+
+    def champion(self, name: str) -> str | None:
+        found = current_champion(self.client, name, ALIAS)
+        return None if found is None else str(found.version)
+
+    def tags(self, name: str, version: str) -> dict[str, str]:
+        return self.client.get_model_version(name, version).tags
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Store:
+    import mlflow
+
+    root = tmp_path_factory.mktemp("registry")
+    shutil.copy(_empty_store(), root / "mlruns.db")
+    uri = f"sqlite:///{root / 'mlruns.db'}"
+    client = mlflow.MlflowClient(uri, uri)
+    experiment = client.create_experiment("gate", artifact_location=(root / "artifacts").as_uri())
+    (root / "files").mkdir()
+    return Store(client, uri, experiment, root / "files")
+
+
+def gate(store: Store, name: str, versions: list[ModelVersion], data: str = "d1", **rules) -> Decision:
+    return decide(store.client, store.uri, name, [v.version for v in versions], ALIAS, data, GateParams(**rules))
+
+
+def encoded(truth: list[str], *predictions: list[str]) -> tuple[np.ndarray, ...]:
+    labels = sorted(set(truth).union(*predictions))
+    return tuple(np.array([labels.index(v) for v in col]) for col in (truth, *predictions)) + (len(labels),)
+
+
+labels = st.sampled_from(LABELS + ["tech"])
+
+
+@SLOW
+@given(rows=st.lists(st.tuples(st.sampled_from(LABELS), labels, labels), min_size=4, max_size=25))
+def test_a_difference_is_paired_on_the_same_documents_whatever_their_order(store: Store, rows) -> None:
+    """Transformer - baseline on identical documents (listed in any order), over every label either used."""
+    truth, pa, pb = (list(col) for col in zip(*rows, strict=True))
+    name = store.model()
+    ids = [f"doc-{i:03d}" for i in range(len(rows))]
+    a = store.version(name, truth, pa, ids)
+    order = list(reversed(range(len(rows))))
+    b = store.version(name, [truth[i] for i in order], [pb[i] for i in order], [ids[i] for i in order])
+    diff = difference(store.client, name, a, b)
+    y, ya, yb, n = encoded(truth, pa, pb)
+    assert (diff.point, diff.low, diff.high) == pytest.approx(paired_difference("macro_f1", y, ya, yb, n))
+    assert (diff.documents, diff.rescored) == (len(rows), False)
+    assert difference(store.client, name, b, a).point == pytest.approx(-diff.point)
+
+
+def test_versions_scored_on_other_documents_need_a_corpus_to_be_compared(store: Store) -> None:
+    name = store.model()
+    a = store.answers(name, 10)
+    b = store.version(name, ["sports"] * 3, ["sports"] * 3, ["other-1", "other-2", "other-3"])
+    with pytest.raises(LongdocError, match=f"^v{a.version} and v{b.version} were scored on different test "
+                                           "documents and no corpus was given to re-score on$"):
+        difference(store.client, name, a, b)
+
+
+@SLOW
+@given(right_model=st.integers(10, 30), right_base=st.integers(10, 30), slack=st.sampled_from([0.0, -1e-9]))
+def test_the_baseline_is_chosen_unless_the_transformer_beats_it_by_min_gain(store: Store, right_model: int,
+                                                                           right_base: int, slack: float) -> None:
+    """A transformer must clear min_gain at the lower bound of the paired difference; equal is not enough."""
+    name = store.model()
+    base = store.answers(name, right_base, kind="baseline")
+    model = store.answers(name, right_model)
+    loser = store.answers(name, right_model, score=0.01)
+    diff = difference(store.client, name, model, base)
+    min_gain = max(diff.low + slack, 0.0)
+    chosen, lost = choose(store.client, name, [base, loser, model], GateParams(min_gain=min_gain))
+    if diff.low > min_gain:
+        assert chosen.version == model.version
+        assert lost[base.version] == f"v{model.version} (head) beats the baseline: {diff}"
+    else:
+        assert chosen.version == base.version
+        assert lost[model.version] == (f"does not beat the baseline v{base.version} (tfidf_logreg) by min_gain "
+                                       f"{min_gain}: difference {diff}")
+    assert lost[loser.version].startswith(f"v{chosen.version} (")
+    assert f"the best transformer is v{model.version} (head)" in lost[loser.version]
+    assert len(lost) == 2
+
+
+def test_first_gate_promotes_and_records_it_once(store: Store) -> None:
+    name = store.model()
+    first = store.answers(name, 20)
+    decision = gate(store, name, [first])
+    assert decision == Decision(first.version, True, ["no champion yet"], None)
+    assert store.champion(name) == first.version
+    tags = store.tags(name, first.version)
+    assert (tags["status"], tags["gate"]) == (ALIAS, "passed: no champion yet")
+    assert (tags["champion.action"], tags["champion.why"], tags["champion.previous"]) == ("gate", "no champion yet", "")
+    [entry] = audit_trail(store.client, name)
+    assert (entry["action"], entry["version"], entry["alias"], entry["previous"], entry["why"]) == (
+        "gate", first.version, ALIAS, None, "no champion yet")
+    assert (tags["champion.who"], tags["champion.when"]) == (entry["who"], entry["when"])
+    assert json.loads(store.client.get_registered_model(name).tags[AUDIT_TAG]) == [entry]
+
+
+def test_when_every_candidate_is_refused_nothing_changes_but_each_is_told_why(store: Store) -> None:
+    name = store.model()
+    champion = store.answers(name, 15)
+    gate(store, name, [champion])
+    fragile = store.answers(name, 30, gap_lo=0.2)
+    lazy = store.answers(name, 30, undertrained=True)
+    decision = gate(store, name, [fragile, lazy], max_inverted_gap=0.1)
+    fragile_why = "inverted gap +0.2100 [+0.2000, +0.2200]: lower bound above max_inverted_gap 0.1"
+    assert decision == Decision(None, False, [f"every candidate was refused (v{fragile.version} (head): {fragile_why}"
+                                              f" | v{lazy.version} (head): undertrained: learned nothing)"],
+                                champion.version)
+    assert store.champion(name) == champion.version
+    for version, why in ((fragile, fragile_why), (lazy, "undertrained: learned nothing")):
+        tags = store.tags(name, version.version)
+        assert (tags["status"], tags["gate"]) == ("challenger", f"refused: {why}")
+        assert "champion.action" not in tags
+    refused = audit_trail(store.client, name)[1:]
+    assert {e["alias"] for e in refused} == {ALIAS}
+    assert [(e["action"], e["version"], e["previous"], e["why"]) for e in refused] == [
+        ("refused", fragile.version, champion.version, fragile_why),
+        ("refused", lazy.version, champion.version, "undertrained: learned nothing")]
+
+
+def test_the_champion_must_be_beaten_at_the_lower_bound_and_new_data_replaces_it(store: Store) -> None:
+    name = store.model()
+    old = store.answers(name, 15, data="d0")
+    gate(store, name, [old], data="d0")
+    fresh = store.answers(name, 5, data="d1")  # far worse, but on the current data
+    decision = gate(store, name, [fresh], data="d1")
+    assert decision.promoted and decision.previous == old.version
+    assert decision.reason == f"data changed: d0 -> d1 (champion v{old.version} was trained on older data)"
+    again = gate(store, name, [fresh], data="d1")
+    assert again == Decision(fresh.version, False, ["already champion"], fresh.version)
+    same = store.answers(name, 5)  # identical answers: a difference of exactly zero
+    noise = gate(store, name, [same])
+    zero = difference(store.client, name, same, fresh)
+    assert not noise.promoted and noise.version == same.version and noise.previous == fresh.version
+    assert noise.reason == f"does not beat champion v{fresh.version} by min_gain 0.0: difference {zero}"
+    assert store.tags(name, same.version)["gate"] == f"refused: {noise.reason}"
+    better = store.answers(name, 30)
+    win = gate(store, name, [better])
+    assert win.promoted
+    assert win.reason == f"beats champion v{fresh.version} by {difference(store.client, name, better, fresh)}"
+    assert store.champion(name) == better.version
+    assert store.tags(name, better.version)["champion.previous"] == fresh.version
+    changes = [e for e in audit_trail(store.client, name) if e["action"] != "refused"]
+    assert [(e["version"], e["previous"]) for e in changes] == [
+        (old.version, None), (fresh.version, old.version), (better.version, fresh.version)]
+
+
+def test_version_must_name_an_existing_version_of_this_model(store: Store) -> None:
+    name, other = store.model(), store.model()
+    store.answers(other, 10)
+    store.answers(other, 10)
+    mine = store.answers(name, 10)
+    assert str(require_version(store.client, name, mine.version).version) == mine.version
+    for version, message in [("two", "version must be a number, got 'two'"), ("-1", "got '-1'"),
+                             ("2", f"model '{name}' has no version 2")]:
+        with pytest.raises(LongdocError, match=re.escape(message)):
+            require_version(store.client, name, version)
+    with pytest.raises(LongdocError, match="^no registered model named 'nosuch'$"):
+        require_version(store.client, "nosuch", "1")
+    with pytest.raises(LongdocError, match="^no registered model named 'nosuch'$"):
+        promote(store.client, store.uri, "nosuch", "1", ALIAS, "why", True, "d1", GateParams())
+
+
+def test_manual_promotion_goes_through_the_gate_unless_forced_with_a_reason(store: Store) -> None:
+    name = store.model()
+    first = store.answers(name, 10)
+    passed = promote(store.client, store.uri, name, first.version, ALIAS, "", False, "d1", GateParams())
+    assert passed == Decision(first.version, True, ["passed the gate"], None)
+    assert store.tags(name, first.version)["champion.previous"] == ""
+    worse = store.answers(name, 5, undertrained=True)
+    trail = audit_trail(store.client, name)
+    with pytest.raises(LongdocError, match=re.escape(
+            f"{name} v{worse.version} does not pass the gate: undertrained: learned nothing (use --force --reason")):
+        promote(store.client, store.uri, name, worse.version, ALIAS, "because", False, "d1", GateParams())
+    with pytest.raises(LongdocError, match="^--force needs --reason: the audit trail must say why"):
+        promote(store.client, store.uri, name, worse.version, ALIAS, "", True, "d1", GateParams())
+    with pytest.raises(LongdocError, match=f"^{name} v{first.version} is already champion$"):
+        promote(store.client, store.uri, name, first.version, ALIAS, "again", True, "d1", GateParams())
+    assert audit_trail(store.client, name) == trail and store.champion(name) == first.version
+    lower = store.answers(name, 8)  # passes its own checks, loses to the champion
+    verdict = difference(store.client, name, lower, first)
+    with pytest.raises(LongdocError, match=re.escape(f"does not beat champion v{first.version} by min_gain 0.0: "
+                                                     f"difference {verdict} (use --force")):
+        promote(store.client, store.uri, name, lower.version, ALIAS, "", False, "d1", GateParams())
+    forced = promote(store.client, store.uri, name, worse.version, ALIAS, "label drift", True, "d1", GateParams())
+    why = "label drift (forced past: undertrained: learned nothing)"
+    assert forced == Decision(worse.version, True, [why], first.version)
+    tags = store.tags(name, worse.version)
+    assert (tags["status"], tags["champion.action"], tags["champion.why"], tags["champion.previous"]) == (
+        ALIAS, "promote", why, first.version)
+    entry = audit_trail(store.client, name)[-1]
+    assert (entry["action"], entry["version"], entry["previous"], entry["why"]) == (
+        "promote", worse.version, first.version, why)
+    better = store.answers(name, 30)
+    plain = promote(store.client, store.uri, name, better.version, ALIAS, "weekly", False, "d1", GateParams())
+    assert plain.reasons == ["weekly"] and store.champion(name) == better.version
+
+
+def test_rollback_walks_back_through_the_champions_rather_than_toggling(store: Store) -> None:
+    name = store.model()
+    with pytest.raises(LongdocError, match=f"^{name} has no champion to roll back$"):
+        rollback(store.client, store.uri, name, ALIAS, "")
+    a, b, c = (store.answers(name, right) for right in (10, 20, 30))
+    gate(store, name, [a])
+    gate(store, name, [b])
+    promote(store.client, store.uri, name, c.version, ALIAS, "", False, "d1", GateParams())
+    first = rollback(store.client, store.uri, name, ALIAS, "c broke serving")
+    assert first == Decision(b.version, True, ["c broke serving"], c.version)
+    assert store.champion(name) == b.version
+    assert (store.tags(name, c.version)["status"], store.tags(name, b.version)["status"]) == (
+        "rolled back from champion", ALIAS)
+    restored = store.tags(name, b.version)
+    assert (restored["champion.action"], restored["champion.why"], restored["champion.previous"]) == (
+        "rollback", "c broke serving", a.version)
+    second = rollback(store.client, store.uri, name, ALIAS, "")
+    assert second == Decision(a.version, True, ["rollback"], b.version) and store.champion(name) == a.version
+    with pytest.raises(LongdocError, match=f"^{name} v{a.version} has no previous champion to roll back to$"):
+        rollback(store.client, store.uri, name, ALIAS, "")
+    changes = [(e["action"], e["version"], e["previous"], e["why"]) for e in audit_trail(store.client, name)]
+    assert changes == [("gate", a.version, None, "no champion yet"),
+                       ("gate", b.version, a.version, changes[1][3]),
+                       ("promote", c.version, b.version, "passed the gate"),
+                       ("rollback", b.version, c.version, "c broke serving"),
+                       ("rollback", a.version, b.version, "rollback")]
+
+
+actions = st.lists(st.one_of(st.tuples(st.just("gate"), st.integers(0, 30)),
+                             st.tuples(st.just("force"), st.integers(0, 30)),
+                             st.tuples(st.just("rollback"), st.just(0))), min_size=1, max_size=6)
+
+
+@SLOW
+@given(steps=actions)
+def test_every_change_of_champion_has_exactly_one_audit_entry(store: Store, steps) -> None:
+    """Whatever happens, the trail lists each alias change once, with who/when/why and the one it replaced."""
+    name = store.model()
+    changes = []
+    for action, right in steps:
+        before = store.champion(name)
+        try:
+            if action == "gate":
+                gate(store, name, [store.answers(name, right)])
+            elif action == "force":
+                promote(store.client, store.uri, name, store.answers(name, right).version, ALIAS, "ops", True, "d1",
+                        GateParams())
+            else:
+                rollback(store.client, store.uri, name, ALIAS, "")
+        except LongdocError:
+            assert action == "rollback"
+        after = store.champion(name)
+        if after != before:
+            changes.append((after, before))
+    trail = [e for e in audit_trail(store.client, name) if e["action"] != "refused"]
+    assert [(e["version"], e["previous"]) for e in trail] == changes
+    for entry in trail:
+        assert entry["who"] and entry["why"] and datetime.fromisoformat(entry["when"]).tzinfo is not None
+
+
+def test_the_registry_lock_is_exclusive_beside_a_sqlite_store_and_released_after(tmp_path: Path) -> None:
+    """While one promotion holds the lock nobody else can take it, even shared; it is free afterwards."""
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    lock = tmp_path / "mlruns.db.promotion.lock"
+
+    def free(mode: int) -> bool:
+        with lock.open("a") as other:
+            try:
+                fcntl.flock(other, mode | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(other, fcntl.LOCK_UN)
+            return True
+
+    with registry_lock(uri):
+        assert lock.is_file()
+        assert not free(fcntl.LOCK_SH) and not free(fcntl.LOCK_EX)
+    assert free(fcntl.LOCK_EX)
+    with pytest.raises(KeyError), registry_lock(uri):
+        assert not free(fcntl.LOCK_EX)
+        raise KeyError("a failed promotion")
+    assert free(fcntl.LOCK_EX)
+    with registry_lock(uri), registry_lock(f"sqlite:///{tmp_path / 'other.db'}"):
+        assert not free(fcntl.LOCK_EX)  # another store's lock is another file
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlruns.db.promotion.lock", "other.db.promotion.lock"]
+
+
+@pytest.mark.parametrize("uri", ["http://127.0.0.1:9", "file:///nowhere/mlruns", "postgresql://db/mlflow"])
+def test_other_stores_take_no_file_lock(tmp_path: Path, monkeypatch, uri: str) -> None:
+    """Only a SQLite store has a file to lock beside; for the rest the lock is a no-op, not an error."""
+    monkeypatch.chdir(tmp_path)
+    entered = []
+    with registry_lock(uri):
+        entered.append(True)
+    assert entered == [True] and list(tmp_path.iterdir()) == []
+
+
+def test_no_alias_means_no_champion_and_no_history_means_an_empty_trail(store: Store) -> None:
+    name = store.model()
+    store.answers(name, 3)
+    assert current_champion(store.client, name, ALIAS) is None
+    assert audit_trail(store.client, name) == []
+
+
+def test_a_rollback_makes_the_restored_version_say_it_is_champion_again(store: Store) -> None:
+    """Whatever its status said meanwhile, the version the alias goes back to is marked as the champion."""
+    name = store.model()
+    first = store.answers(name, 10)
+    gate(store, name, [first])
+    store.client.set_model_version_tag(name, first.version, "status", "archived")  # e.g. edited by hand meanwhile
+    second = store.answers(name, 5)
+    promote(store.client, store.uri, name, second.version, ALIAS, "trial", True, "d1", GateParams())
+    rollback(store.client, store.uri, name, ALIAS, "trial over")
+    assert store.champion(name) == first.version
+    assert store.tags(name, first.version)["status"] == ALIAS
+    assert store.tags(name, second.version)["status"] == "rolled back from champion"
+
+
+def test_a_champion_set_outside_the_gate_has_nothing_to_roll_back_to(store: Store) -> None:
+    """An alias set by hand carries no ``champion.previous``: rollback refuses rather than guessing."""
+    name = store.model()
+    version = store.answers(name, 3)
+    store.client.set_registered_model_alias(name, ALIAS, version.version)
+    with pytest.raises(LongdocError, match=f"^{name} v{version.version} has no previous champion to roll back to$"):
+        rollback(store.client, store.uri, name, ALIAS, "undo")
+    assert store.champion(name) == version.version and audit_trail(store.client, name) == []
+
+
+def test_every_candidate_of_a_run_is_tagged_with_why_it_won_or_lost(store: Store) -> None:
+    """One run: a baseline, a clear winner and a weaker transformer; only the winner moves the alias."""
+    name = store.model()
+    champion = store.answers(name, 12)
+    gate(store, name, [champion])
+    base, strong, weak = store.answers(name, 12, kind="baseline"), store.answers(name, 30), store.answers(name, 20)
+    decision = gate(store, name, [weak, base, strong])
+    assert decision.promoted and (decision.version, decision.previous) == (strong.version, champion.version)
+    assert store.champion(name) == strong.version
+    tags = {v.version: store.tags(name, v.version) for v in (base, strong, weak)}
+    assert tags[strong.version]["status"] == ALIAS and tags[strong.version]["gate"].startswith("passed: beats champion")
+    assert tags[base.version]["gate"].startswith(f"refused: v{strong.version} (head) beats the baseline: ")
+    assert tags[weak.version]["gate"].startswith(f"refused: v{strong.version} (head) is this run's choice")
+    assert tags[base.version]["status"] == tags[weak.version]["status"] == "challenger"
+    trail = [(e["action"], e["version"], e["previous"]) for e in audit_trail(store.client, name)[1:]]
+    assert sorted(trail) == sorted([("refused", base.version, champion.version),
+                                    ("refused", weak.version, champion.version),
+                                    ("gate", strong.version, champion.version)])
+    assert trail[-1][0] == "gate"
