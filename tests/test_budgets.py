@@ -160,6 +160,9 @@ def test_a_small_corpus_gets_the_configured_steps_with_the_shipped_settings(tmp_
         # stage 2 on the cached vectors: no encoder token of its own, the stage-1 cost beside it
         assert metrics["train_encoder_tokens"] == 0
         assert metrics["train_stage1_encoder_tokens"] == encoder["encoder_tokens"] > 0
+        # ... and its seconds: the fine-tune plus encoding the vectors stage 2 reads
+        encoding = encoder["embedding_cache"]["seconds"]
+        assert encoding > 0 and metrics["train_stage1_train_seconds"] == round(encoder["train_seconds"] + encoding, 1)
         assert f"{int(metrics['train_steps'])} ({metrics['train_epochs']:.1f} ep)" in done.stdout
     assert "training cost" in done.stdout and "+ stage 1" in done.stdout
 

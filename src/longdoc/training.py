@@ -335,11 +335,17 @@ def _start(variant: str, params: Params, settings: VariantSettings, encoder_from
 
 
 def _stage1_cost(encoder_from: Path | None) -> dict:
-    """The shared stage-1 cost a variant builds on, in the same units as its own (0 when it starts pretrained)."""
+    """The shared stage-1 cost a variant builds on, in the same units as its own (0 when it starts pretrained).
+
+    Its seconds include encoding the chunk vectors that stage 2 trains on: without that pass a stage-2 head
+    would look as if its inputs were free.
+    """
     if encoder_from is None:
         return {"stage1_encoder_tokens": 0, "stage1_train_seconds": 0.0}
     stage1 = json.loads((encoder_from / "train_summary.json").read_text())
-    return {"stage1_encoder_tokens": stage1["encoder_tokens"], "stage1_train_seconds": stage1["train_seconds"]}
+    encoding = (stage1.get("embedding_cache") or {}).get("seconds", 0.0)
+    return {"stage1_encoder_tokens": stage1["encoder_tokens"],
+            "stage1_train_seconds": round(stage1["train_seconds"] + encoding, 1)}
 
 
 def warm_start(model: DocumentClassifier, stage1: DocumentClassifier) -> list[str]:
