@@ -384,8 +384,12 @@ def test_the_champion_must_be_beaten_at_the_lower_bound_and_new_data_replaces_it
     decision = gate(store, name, [fresh], data="d1")
     assert decision.promoted and decision.previous == old.version
     assert decision.reason == f"data changed: d0 -> d1 (champion v{old.version} was trained on older data)"
+    assert store.tags(name, old.version)["status"] == f"replaced as {ALIAS} by v{fresh.version}"
     again = gate(store, name, [fresh], data="d1")
     assert again == Decision(fresh.version, False, ["already champion"], fresh.version)
+    # gating the champion again changes nothing: it is not turned into a refused challenger
+    assert (store.tags(name, fresh.version)["status"], store.champion(name)) == (ALIAS, fresh.version)
+    assert [e["action"] for e in audit_trail(store.client, name)] == ["gate", "gate"]
     same = store.answers(name, 5)  # identical answers: a difference of exactly zero
     noise = gate(store, name, [same])
     zero = difference(store.client, name, same, fresh)
@@ -512,6 +516,10 @@ def test_every_change_of_champion_has_exactly_one_audit_entry(store: Store, step
     assert [(e["version"], e["previous"]) for e in trail] == changes
     for entry in trail:
         assert entry["who"] and entry["why"] and datetime.fromisoformat(entry["when"]).tzinfo is not None
+    # one version says it is champion, and it is the one the alias points to
+    statuses = {v.version: v.tags.get("status") for v in store.client.search_model_versions(f"name='{name}'")}
+    assert [str(v) for v, s in statuses.items() if s == ALIAS] == ([store.champion(name)] if store.champion(name)
+                                                                    else [])
 
 
 def test_the_registry_lock_is_exclusive_beside_a_sqlite_store_and_released_after(tmp_path: Path) -> None:

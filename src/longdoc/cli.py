@@ -456,9 +456,11 @@ def models_gate(name: NameArg, version: VersionArg, params: ParamsOpt = Path("pa
     require_version(client, name, version)
     current, corpus = _current_data(cfg)
     decision = decide(client, uri, name, [version], cfg.registry.champion_alias, current, cfg.registry.gate, corpus)
-    verdict = "promoted" if decision.promoted else "refused (challenger)"
-    _console().print(f"{name} v{version}: {verdict}: {decision.reason}")
-    raise typer.Exit(0 if decision.promoted else 1)
+    if decision.promoted or decision.previous != str(version):
+        verdict = "promoted" if decision.promoted else "refused (challenger)"
+        _console().print(f"{name} v{version}: {verdict}: {decision.reason}")
+        raise typer.Exit(0 if decision.promoted else 1)
+    _console().print(f"{name} v{version} is already {cfg.registry.champion_alias}: nothing changed")
 
 
 def _current_data(cfg):

@@ -215,8 +215,10 @@ def decide(client, tracking_uri: str, name: str, versions: list[str], alias: str
             if str(candidate.version) in lost:
                 _refuse(client, name, candidate, alias, previous, [lost[str(candidate.version)]])
         why = _versus_champion(client, name, chosen, champion, rules, corpus)
-        if why is None or why.startswith("refused"):
-            reason = why.removeprefix("refused: ") if why else "already champion"
+        if why is None:  # the champion was gated again: nothing changes, and it stays marked as champion
+            return Decision(str(chosen.version), False, ["already champion"], previous)
+        if why.startswith("refused"):
+            reason = why.removeprefix("refused: ")
             _refuse(client, name, chosen, alias, previous, [reason])
             return Decision(str(chosen.version), False, [reason], previous)
         _set_champion(client, name, str(chosen.version), alias, previous, "gate", why)
@@ -238,10 +240,17 @@ def _versus_champion(client, name: str, chosen, champion, rules: GateParams, cor
     return f"refused: does not beat champion v{champion.version} by min_gain {rules.min_gain}: difference {diff}"
 
 
-def _set_champion(client, name: str, version: str, alias: str, previous: str | None, action: str,
-                  why: str) -> None:
+def _move_alias(client, name: str, version: str, alias: str, previous: str | None) -> None:
+    """Give the alias to ``version``; the version it leaves stops saying it holds it (one status per alias)."""
     client.set_registered_model_alias(name, alias, version)
     client.set_model_version_tag(name, version, "status", alias)
+    if previous is not None and previous != version:
+        client.set_model_version_tag(name, previous, "status", f"replaced as {alias} by v{version}")
+
+
+def _set_champion(client, name: str, version: str, alias: str, previous: str | None, action: str,
+                  why: str) -> None:
+    _move_alias(client, name, version, alias, previous)
     client.set_model_version_tag(name, version, "gate", "passed: " + why)
     _record(client, name, version, action, alias, previous, why)
 
@@ -321,8 +330,7 @@ def promote(client, tracking_uri: str, name: str, version: str, alias: str, reas
         why = reason or "passed the gate"
         if reasons:
             why += f" (forced past: {'; '.join(reasons)})"
-        client.set_registered_model_alias(name, alias, str(version))
-        client.set_model_version_tag(name, str(version), "status", alias)
+        _move_alias(client, name, str(version), alias, previous)
         _record(client, name, str(version), "promote", alias, previous, why)
         return Decision(str(version), True, [why], previous)
 
