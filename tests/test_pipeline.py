@@ -144,6 +144,10 @@ def test_an_equal_model_is_not_promoted(run, client):
     tags = client.get_model_version(NAME, reg.version).tags
     assert tags["gate"].startswith(f"refused: does not beat champion v{champion.version} by min_gain 0.0: "
                                    "difference +0.0000") and tags["status"] == "challenger"
+    # gating the champion itself changes nothing, and it is not turned into a challenger
+    again = cli("models", "gate", NAME, str(champion.version), *set_args(run["overrides"]), env=run["env"])
+    assert again.returncode == 0 and "is already champion: nothing changed" in again.stdout, again.stdout + again.stderr
+    assert client.get_model_version(NAME, champion.version).tags["status"] == "champion"
 
 
 def test_gate_refuses_a_model_of_the_old_data_after_an_edit_without_dvc_add(run, client, small_corpus, tmp_path):
