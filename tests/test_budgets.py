@@ -44,7 +44,8 @@ def test_both_profiles_validate_and_the_gpu_one_carries_the_gpu_settings(tmp_pat
     gpu = load_params(ROOT / "params.yaml", profile="gpu")
     assert (cpu.chunking.chunk_tokens, cpu.longformer.max_tokens) == (128, 1024)
     assert (gpu.chunking.chunk_tokens, gpu.longformer.max_tokens, gpu.longformer.attention_window) == (510, 4096, 512)
-    assert gpu.train.device == "cuda" and gpu.train.for_variant("longformer").max_steps == 1000  # CPU caps replaced, not merged
+    # the profile's overrides replace the CPU caps, they are not merged with them
+    assert gpu.train.device == "cuda" and gpu.train.for_variant("longformer").max_steps == 1000
     assert cpu.train.for_variant("longformer").max_steps == 30 and gpu.train.for_stage1().max_steps == 1000
     assert gpu.train.for_variant("chunk_mean").freeze_layers == 0 and gpu.evaluate.docs_per_label is None
     with pytest.raises(LongdocError, match="profile 'tpu' not found"):

@@ -27,7 +27,9 @@ MAX_CHARS = LIMITS["max_chars"]
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, small_corpus) -> dict:
     tmp = tmp_path_factory.mktemp("run")
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlruns.db'}", "BENTOML_HOME": str(tmp / "bentoml")}
+    # a wide terminal: the summary table and messages are checked as text, and rich wraps at 80 columns
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlruns.db'}", "BENTOML_HOME": str(tmp / "bentoml"),
+           "COLUMNS": "250"}
     overrides = {**SMALL, "data.corpus": str(small_corpus), "pipeline.pipeline_root": str(tmp / "kfp"),
                  **{f"serving.{k}": v for k, v in LIMITS.items()}}
     done = cli("run", *set_args(overrides), env=env)

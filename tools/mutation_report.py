@@ -62,7 +62,8 @@ def main() -> int:
         by_module[module]["killed" if status in KILLED else status] += 1
         if status not in KILLED:
             survivors[module].append(f"{name}: {status}")
-    print(f"{'module':<26} {'mutants':>7} {'killed':>6} {'survived':>8} {'no tests':>8} {'equivalent':>10} {'score':>6}")
+    header = ("mutants", "killed", "survived", "no tests", "equivalent", "score")
+    print(f"{'module':<26} " + " ".join(f"{h:>{max(6, len(h))}}" for h in header))
     failing = []
     for module in sorted(by_module):
         c = by_module[module]

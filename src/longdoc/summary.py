@@ -51,6 +51,18 @@ def _cost_note(runs: list, champion_run) -> str:
             f"{base_speed:.0f} ({base_speed / speed:.0f}x slower) and needs training")
 
 
+SUMMARY_COLUMNS = ("variant", "version", "accuracy [95% CI]", "macro-F1 [95% CI]", "inverted gap (F1) [95% CI]",
+                   "shuffled gap (F1)", "ECE raw -> calibrated", "docs/s", "steps", "training cost")
+
+
+def summary_table():
+    """The table's columns keep their headers whole; the gate's reason is the one that wraps, since a header
+    broken over lines cannot be read, or searched for in a log."""
+    from rich.table import Column, Table
+
+    return Table(*(Column(name, min_width=len(name)) for name in SUMMARY_COLUMNS), Column("gate", ratio=1))
+
+
 def training_cost(m: dict) -> str:
     """Encoder tokens through forward and backward, and seconds: the variant's own, plus the stage-1 fine-tune
     it starts from (shared by every variant of the run)."""
@@ -67,7 +79,6 @@ def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> boo
     Returns whether the task has a champion, so ``longdoc run`` can fail when it has none.
     """
     from rich.console import Console
-    from rich.table import Table
 
     from longdoc.promotion import current_champion
 
@@ -83,8 +94,7 @@ def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> boo
         return False
     name = runs[0].data.tags["model_name"]
     versions = {v.run_id: v for v in client.search_model_versions(f"name='{name}'")}
-    table = Table("variant", "version", "accuracy [95% CI]", "macro-F1 [95% CI]", "inverted gap (F1) [95% CI]",
-                  "shuffled gap (F1)", "ECE raw -> calibrated", "docs/s", "steps", "training cost", "gate")
+    table = summary_table()
     for run in sorted(runs, key=lambda r: -r.data.metrics.get("normal_macro_f1", 0)):
         m, version = run.data.metrics, versions.get(run.info.run_id)
         is_model = run.data.tags.get("kind") == "model"
