@@ -56,11 +56,13 @@ SUMMARY_COLUMNS = ("variant", "version", "accuracy [95% CI]", "macro-F1 [95% CI]
 
 
 def summary_table():
-    """The table's columns keep their headers whole; the gate's reason is the one that wraps, since a header
-    broken over lines cannot be read, or searched for in a log."""
+    """The table's columns keep their headers whole, and the training cost stays on one line; the gate's
+    reason is the one that wraps, since a header or a cost broken over lines cannot be read, or searched
+    for in a log."""
     from rich.table import Column, Table
 
-    return Table(*(Column(name, min_width=len(name)) for name in SUMMARY_COLUMNS), Column("gate", ratio=1))
+    return Table(*(Column(name, min_width=len(name), no_wrap=name == "training cost") for name in SUMMARY_COLUMNS),
+                 Column("gate", ratio=1))
 
 
 def training_cost(m: dict) -> str:
