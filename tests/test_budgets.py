@@ -89,7 +89,7 @@ def test_a_budget_too_small_to_learn_is_marked_undertrained_and_refused(tiny_chu
 
     client = mlflow.MlflowClient(uri, uri)
     assert client.get_model_version(reg.model_name, reg.version).tags["undertrained"] == "true"
-    decision = decide(client, uri, reg.model_name, [reg.version], "champion", "d1", params.registry.gate)
+    decision = decide(client, reg.model_name, [reg.version], "champion", "d1", params.registry.gate)
     assert not decision.promoted and "undertrained: validation macro-F1" in decision.reason
     with pytest.raises(LongdocError, match="@champion in the registry"):
         package(params, reg.model_name)  # nothing to package

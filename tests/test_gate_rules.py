@@ -9,9 +9,7 @@ of a champion on other documents needs a loadable model; test_promotion.py cover
 
 from __future__ import annotations
 
-import fcntl
 import getpass
-import json
 import os
 import re
 import shutil
@@ -28,14 +26,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 
+from longdoc import audit
 from longdoc.config import GateParams
 from longdoc.errors import LongdocError
+from longdoc.lease import alias_lease, lease_name
 from longdoc.metrics import paired_difference
 from longdoc.promotion import (
-    AUDIT_TAG,
     Decision,
     Difference,
-    _entry,
     audit_trail,
     choose,
     current_champion,
@@ -43,7 +41,6 @@ from longdoc.promotion import (
     difference,
     promote,
     refusals,
-    registry_lock,
     require_version,
     rollback,
 )
@@ -150,7 +147,7 @@ def test_an_audit_entry_says_who_when_why_and_what_it_replaced(monkeypatch, user
     """LONGDOC_USER names who acted (CI, a shared account); unset or empty, the login name does."""
     monkeypatch.setenv("LONGDOC_USER", user)
     before = datetime.now(UTC)
-    entry = _entry("promote", 7, "prod", None, "hotfix")
+    entry = audit.entry("promote", 7, "prod", None, "hotfix")
     assert set(entry) == {"action", "version", "alias", "previous", "who", "when", "why"}
     assert (entry["action"], entry["version"], entry["alias"], entry["previous"], entry["why"]) == (
         "promote", "7", "prod", None, "hotfix")
@@ -158,7 +155,7 @@ def test_an_audit_entry_says_who_when_why_and_what_it_replaced(monkeypatch, user
     when = datetime.fromisoformat(entry["when"])
     assert when.utcoffset() == timedelta(0) and re.search(r"T\d\d:\d\d:\d\d\.\d{6}\+00:00$", entry["when"])
     assert before - timedelta(minutes=5) <= when <= datetime.now(UTC) + timedelta(minutes=5)
-    assert _entry("rollback", "2", ALIAS, "5", "")["previous"] == "5"
+    assert audit.entry("rollback", "2", ALIAS, "5", "")["previous"] == "5"
 
 
 @FAST
@@ -276,7 +273,7 @@ def store(tmp_path_factory) -> Store:
 
 
 def gate(store: Store, name: str, versions: list[ModelVersion], data: str = "d1", **rules) -> Decision:
-    return decide(store.client, store.uri, name, [v.version for v in versions], ALIAS, data, GateParams(**rules))
+    return decide(store.client, name, [v.version for v in versions], ALIAS, data, GateParams(**rules))
 
 
 def encoded(truth: list[str], *predictions: list[str]) -> tuple[np.ndarray, ...]:
@@ -347,10 +344,11 @@ def test_first_gate_promotes_and_records_it_once(store: Store) -> None:
     assert (tags["status"], tags["gate"]) == (ALIAS, "passed: no champion yet")
     assert (tags["champion.action"], tags["champion.why"], tags["champion.previous"]) == ("gate", "no champion yet", "")
     [entry] = audit_trail(store.client, name)
-    assert (entry["action"], entry["version"], entry["alias"], entry["previous"], entry["why"]) == (
-        "gate", first.version, ALIAS, None, "no champion yet")
+    assert (entry["action"], entry["version"], entry["alias"], entry["previous"], entry["why"], entry["state"]) == (
+        "gate", first.version, ALIAS, None, "no champion yet", "applied")
     assert (tags["champion.who"], tags["champion.when"]) == (entry["who"], entry["when"])
-    assert json.loads(store.client.get_registered_model(name).tags[AUDIT_TAG]) == [entry]
+    assert audit_trail(store.client, name, applied_only=False) == [entry]  # nothing unfinished or failed
+    assert "audit" not in store.client.get_registered_model(name).tags  # no growing JSON tag any more
 
 
 def test_when_every_candidate_is_refused_nothing_changes_but_each_is_told_why(store: Store) -> None:
@@ -420,31 +418,31 @@ def test_version_must_name_an_existing_version_of_this_model(store: Store) -> No
     with pytest.raises(LongdocError, match="^no registered model named 'nosuch'$"):
         require_version(store.client, "nosuch", "1")
     with pytest.raises(LongdocError, match="^no registered model named 'nosuch'$"):
-        promote(store.client, store.uri, "nosuch", "1", ALIAS, "why", True, "d1", GateParams())
+        promote(store.client, "nosuch", "1", ALIAS, "why", True, "d1", GateParams())
 
 
 def test_manual_promotion_goes_through_the_gate_unless_forced_with_a_reason(store: Store) -> None:
     name = store.model()
     first = store.answers(name, 10)
-    passed = promote(store.client, store.uri, name, first.version, ALIAS, "", False, "d1", GateParams())
+    passed = promote(store.client, name, first.version, ALIAS, "", False, "d1", GateParams())
     assert passed == Decision(first.version, True, ["passed the gate"], None)
     assert store.tags(name, first.version)["champion.previous"] == ""
     worse = store.answers(name, 5, undertrained=True)
     trail = audit_trail(store.client, name)
     with pytest.raises(LongdocError, match=re.escape(
             f"{name} v{worse.version} does not pass the gate: undertrained: learned nothing (use --force --reason")):
-        promote(store.client, store.uri, name, worse.version, ALIAS, "because", False, "d1", GateParams())
+        promote(store.client, name, worse.version, ALIAS, "because", False, "d1", GateParams())
     with pytest.raises(LongdocError, match="^--force needs --reason: the audit trail must say why"):
-        promote(store.client, store.uri, name, worse.version, ALIAS, "", True, "d1", GateParams())
+        promote(store.client, name, worse.version, ALIAS, "", True, "d1", GateParams())
     with pytest.raises(LongdocError, match=f"^{name} v{first.version} is already champion$"):
-        promote(store.client, store.uri, name, first.version, ALIAS, "again", True, "d1", GateParams())
+        promote(store.client, name, first.version, ALIAS, "again", True, "d1", GateParams())
     assert audit_trail(store.client, name) == trail and store.champion(name) == first.version
     lower = store.answers(name, 8)  # passes its own checks, loses to the champion
     verdict = difference(store.client, name, lower, first)
     with pytest.raises(LongdocError, match=re.escape(f"does not beat champion v{first.version} by min_gain 0.0: "
                                                      f"difference {verdict} (use --force")):
-        promote(store.client, store.uri, name, lower.version, ALIAS, "", False, "d1", GateParams())
-    forced = promote(store.client, store.uri, name, worse.version, ALIAS, "label drift", True, "d1", GateParams())
+        promote(store.client, name, lower.version, ALIAS, "", False, "d1", GateParams())
+    forced = promote(store.client, name, worse.version, ALIAS, "label drift", True, "d1", GateParams())
     why = "label drift (forced past: undertrained: learned nothing)"
     assert forced == Decision(worse.version, True, [why], first.version)
     tags = store.tags(name, worse.version)
@@ -454,19 +452,19 @@ def test_manual_promotion_goes_through_the_gate_unless_forced_with_a_reason(stor
     assert (entry["action"], entry["version"], entry["previous"], entry["why"]) == (
         "promote", worse.version, first.version, why)
     better = store.answers(name, 30)
-    plain = promote(store.client, store.uri, name, better.version, ALIAS, "weekly", False, "d1", GateParams())
+    plain = promote(store.client, name, better.version, ALIAS, "weekly", False, "d1", GateParams())
     assert plain.reasons == ["weekly"] and store.champion(name) == better.version
 
 
 def test_rollback_walks_back_through_the_champions_rather_than_toggling(store: Store) -> None:
     name = store.model()
     with pytest.raises(LongdocError, match=f"^{name} has no champion to roll back$"):
-        rollback(store.client, store.uri, name, ALIAS, "")
+        rollback(store.client, name, ALIAS, "")
     a, b, c = (store.answers(name, right) for right in (10, 20, 30))
     gate(store, name, [a])
     gate(store, name, [b])
-    promote(store.client, store.uri, name, c.version, ALIAS, "", False, "d1", GateParams())
-    first = rollback(store.client, store.uri, name, ALIAS, "c broke serving")
+    promote(store.client, name, c.version, ALIAS, "", False, "d1", GateParams())
+    first = rollback(store.client, name, ALIAS, "c broke serving")
     assert first == Decision(b.version, True, ["c broke serving"], c.version)
     assert store.champion(name) == b.version
     assert (store.tags(name, c.version)["status"], store.tags(name, b.version)["status"]) == (
@@ -474,10 +472,10 @@ def test_rollback_walks_back_through_the_champions_rather_than_toggling(store: S
     restored = store.tags(name, b.version)
     assert (restored["champion.action"], restored["champion.why"], restored["champion.previous"]) == (
         "rollback", "c broke serving", a.version)
-    second = rollback(store.client, store.uri, name, ALIAS, "")
+    second = rollback(store.client, name, ALIAS, "")
     assert second == Decision(a.version, True, ["rollback"], b.version) and store.champion(name) == a.version
     with pytest.raises(LongdocError, match=f"^{name} v{a.version} has no previous champion to roll back to$"):
-        rollback(store.client, store.uri, name, ALIAS, "")
+        rollback(store.client, name, ALIAS, "")
     changes = [(e["action"], e["version"], e["previous"], e["why"]) for e in audit_trail(store.client, name)]
     assert changes == [("gate", a.version, None, "no champion yet"),
                        ("gate", b.version, a.version, changes[1][3]),
@@ -503,10 +501,10 @@ def test_every_change_of_champion_has_exactly_one_audit_entry(store: Store, step
             if action == "gate":
                 gate(store, name, [store.answers(name, right)])
             elif action == "force":
-                promote(store.client, store.uri, name, store.answers(name, right).version, ALIAS, "ops", True, "d1",
+                promote(store.client, name, store.answers(name, right).version, ALIAS, "ops", True, "d1",
                         GateParams())
             else:
-                rollback(store.client, store.uri, name, ALIAS, "")
+                rollback(store.client, name, ALIAS, "")
         except LongdocError:
             assert action == "rollback"
         after = store.champion(name)
@@ -522,41 +520,72 @@ def test_every_change_of_champion_has_exactly_one_audit_entry(store: Store, step
                                                                     else [])
 
 
-def test_the_registry_lock_is_exclusive_beside_a_sqlite_store_and_released_after(tmp_path: Path) -> None:
-    """While one promotion holds the lock nobody else can take it, even shared; it is free afterwards."""
-    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
-    lock = tmp_path / "mlruns.db.promotion.lock"
-
-    def free(mode: int) -> bool:
-        with lock.open("a") as other:
-            try:
-                fcntl.flock(other, mode | fcntl.LOCK_NB)
-            except BlockingIOError:
-                return False
-            fcntl.flock(other, fcntl.LOCK_UN)
-            return True
-
-    with registry_lock(uri):
-        assert lock.is_file()
-        assert not free(fcntl.LOCK_SH) and not free(fcntl.LOCK_EX)
-    assert free(fcntl.LOCK_EX)
-    with pytest.raises(KeyError), registry_lock(uri):
-        assert not free(fcntl.LOCK_EX)
+def test_the_lease_is_exclusive_and_released_after(store: Store) -> None:
+    """While one writer holds an alias's lease nobody else gets it; it is free afterwards, even after an error."""
+    name = store.model()
+    with alias_lease(store.client, name, ALIAS, "first") as token:
+        held = store.client.get_registered_model(lease_name(name, ALIAS)).tags
+        assert (held["token"], held["holder"]) == (token, "first")
+        with pytest.raises(LongdocError, match=rf"^{name}@{ALIAS} is being changed by first since "), \
+                alias_lease(store.client, name, ALIAS, "second", wait_seconds=0.3):
+            pass
+        with alias_lease(store.client, name, "prod", "second"):  # another alias is another lease
+            pass
+    with pytest.raises(KeyError), alias_lease(store.client, name, ALIAS, "second"):
         raise KeyError("a failed promotion")
-    assert free(fcntl.LOCK_EX)
-    with registry_lock(uri), registry_lock(f"sqlite:///{tmp_path / 'other.db'}"):
-        assert not free(fcntl.LOCK_EX)  # another store's lock is another file
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlruns.db.promotion.lock", "other.db.promotion.lock"]
+    with alias_lease(store.client, name, ALIAS, "third"):
+        pass
+    assert not store.client.search_registered_models(f"name LIKE '{lease_name(name, '')}%'")
 
 
-@pytest.mark.parametrize("uri", ["http://127.0.0.1:9", "file:///nowhere/mlruns", "postgresql://db/mlflow"])
-def test_other_stores_take_no_file_lock(tmp_path: Path, monkeypatch, uri: str) -> None:
-    """Only a SQLite store has a file to lock beside; for the rest the lock is a no-op, not an error."""
-    monkeypatch.chdir(tmp_path)
-    entered = []
-    with registry_lock(uri):
-        entered.append(True)
-    assert entered == [True] and list(tmp_path.iterdir()) == []
+def test_a_dead_holders_lease_is_broken_once_it_expired(store: Store) -> None:
+    name = store.model()
+    lease = lease_name(name, ALIAS)
+    past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    store.client.create_registered_model(lease, tags={"token": "dead", "holder": "crashed", "expires": past})
+    with alias_lease(store.client, name, ALIAS, "next", wait_seconds=0.5) as token:
+        assert store.client.get_registered_model(lease).tags["token"] == token != "dead"
+    future = (datetime.now(UTC) + timedelta(seconds=60)).isoformat()
+    store.client.create_registered_model(lease, tags={"token": "alive", "holder": "busy", "expires": future})
+    with pytest.raises(LongdocError, match="being changed by busy"), \
+            alias_lease(store.client, name, ALIAS, "next", wait_seconds=0.3):
+        pass
+    assert store.client.get_registered_model(lease).tags["token"] == "alive"  # a live lease is left alone
+
+
+def test_a_change_that_died_half_way_is_closed_by_the_next_one(store: Store) -> None:
+    """An unfinished record is applied if the alias went to its version, failed if not."""
+    name = store.model()
+    first, second, third = (store.answers(name, r) for r in (10, 20, 25))
+    gate(store, name, [first])
+    died_before = audit.open_record(store.client, name, audit.entry("promote", third.version, ALIAS, first.version,
+                                                                    "died before the alias moved"))
+    moved = audit.open_record(store.client, name, audit.entry("promote", second.version, ALIAS, first.version,
+                                                              "died after the alias moved"))
+    store.client.set_registered_model_alias(name, ALIAS, second.version)
+    assert [r["state"] for r in audit_trail(store.client, name, applied_only=False)] == [
+        "applied", "unfinished", "unfinished"]
+    gate(store, name, [second])  # the next decision on this alias (it changes nothing: second holds it)
+    states = {r["why"]: r["state"] for r in audit_trail(store.client, name, applied_only=False)}
+    assert states["died before the alias moved"] == "failed" and states["died after the alias moved"] == "applied"
+    assert [r["seq"] for r in audit_trail(store.client, name, applied_only=False)] == [1, 2, 3]
+    assert {died_before, moved} <= {r.info.run_id for r in store.client.search_runs(
+        [store.client.get_experiment_by_name(audit.experiment_name(name)).experiment_id])}
+
+
+def test_the_audit_keeps_every_change_as_its_own_record_in_order(store: Store) -> None:
+    """One record per change: nothing grows a single value, so long histories keep working."""
+    name = store.model()
+    versions = [store.answers(name, r) for r in (5, 6)]
+    for version in versions:
+        promote(store.client, name, version.version, ALIAS, "setup", True, "d1", GateParams())
+    for i in range(30):
+        promote(store.client, name, versions[i % 2].version, ALIAS, f"flip {i} " + "x" * 200, True, "d1",
+                GateParams())
+    trail = audit_trail(store.client, name)
+    assert len(trail) == 32 and [r["seq"] for r in trail] == list(range(1, 33))
+    assert all(b["previous"] == a["version"] for a, b in zip(trail, trail[1:], strict=False))
+    assert trail[-1]["version"] == store.champion(name)
 
 
 def test_no_alias_means_no_champion_and_no_history_means_an_empty_trail(store: Store) -> None:
@@ -573,8 +602,8 @@ def test_a_rollback_makes_the_restored_version_say_it_is_champion_again(store: S
     gate(store, name, [first])
     store.client.set_model_version_tag(name, first.version, "status", "archived")  # e.g. edited by hand meanwhile
     second = store.answers(name, 5)
-    promote(store.client, store.uri, name, second.version, ALIAS, "trial", True, "d1", GateParams())
-    rollback(store.client, store.uri, name, ALIAS, "trial over")
+    promote(store.client, name, second.version, ALIAS, "trial", True, "d1", GateParams())
+    rollback(store.client, name, ALIAS, "trial over")
     assert store.champion(name) == first.version
     assert store.tags(name, first.version)["status"] == ALIAS
     assert store.tags(name, second.version)["status"] == "rolled back from champion"
@@ -586,7 +615,7 @@ def test_a_champion_set_outside_the_gate_has_nothing_to_roll_back_to(store: Stor
     version = store.answers(name, 3)
     store.client.set_registered_model_alias(name, ALIAS, version.version)
     with pytest.raises(LongdocError, match=f"^{name} v{version.version} has no previous champion to roll back to$"):
-        rollback(store.client, store.uri, name, ALIAS, "undo")
+        rollback(store.client, name, ALIAS, "undo")
     assert store.champion(name) == version.version and audit_trail(store.client, name) == []
 
 

@@ -75,7 +75,7 @@ def _candidate(params, model_dirs: Path, tmp_path: Path, correct: int, gap_lo: f
 
 
 def _gate(params, uri, client, regs, data="data-v1", corpus=None):
-    return decide(client, uri, NAME, [r.version for r in regs], "champion", data, params.registry.gate, corpus)
+    return decide(client, NAME, [r.version for r in regs], "champion", data, params.registry.gate, corpus)
 
 
 def test_gate_promotes_a_clear_gain_and_refuses_noise_and_fragility(registry, model_dirs, tmp_path):
@@ -155,21 +155,21 @@ def test_manual_promotion_needs_force_and_a_reason_past_the_gate_then_rollback(r
     b = _candidate(params, model_dirs, tmp_path, 40)
     gate = params.registry.gate
     with pytest.raises(LongdocError, match="does not pass the gate"):
-        promote(client, uri, NAME, b.version, "champion", "", False, "data-v1", gate)
+        promote(client, NAME, b.version, "champion", "", False, "data-v1", gate)
     with pytest.raises(LongdocError, match="--force needs --reason"):
-        promote(client, uri, NAME, b.version, "champion", "", True, "data-v1", gate)
-    forced = promote(client, uri, NAME, b.version, "champion", "hotfix for label drift", True, "data-v1", gate)
+        promote(client, NAME, b.version, "champion", "", True, "data-v1", gate)
+    forced = promote(client, NAME, b.version, "champion", "hotfix for label drift", True, "data-v1", gate)
     assert forced.previous == a.version and "forced past" in forced.reason
     tags = client.get_model_version(NAME, b.version).tags
     assert tags["champion.why"].startswith("hotfix for label drift") and tags["champion.previous"] == a.version
 
-    back = rollback(client, uri, NAME, "champion", "hotfix made things worse")
+    back = rollback(client, NAME, "champion", "hotfix made things worse")
     assert back.version == a.version
     assert str(client.get_model_version_by_alias(NAME, "champion").version) == a.version
     last = audit_trail(client, NAME)[-1]
     assert (last["action"], last["version"], last["previous"]) == ("rollback", a.version, b.version)
     with pytest.raises(LongdocError, match="no previous champion"):
-        rollback(client, uri, NAME, "champion", "")  # a was the first champion
+        rollback(client, NAME, "champion", "")  # a was the first champion
 
 
 def _promote_at_barrier(uri: str, version: str, ready, inside) -> None:
@@ -199,7 +199,7 @@ def _promote_at_barrier(uri: str, version: str, ready, inside) -> None:
     params = parse_params({})
     client = mlflow.MlflowClient(uri, uri)
     ready.wait(timeout=120)
-    promote(client, uri, NAME, version, "champion", f"race {version}", True, "data-v1", params.registry.gate)
+    promote(client, NAME, version, "champion", f"race {version}", True, "data-v1", params.registry.gate)
 
 
 def test_two_concurrent_promotions_leave_one_champion_and_a_consistent_trail(registry, model_dirs, tmp_path):
@@ -207,7 +207,7 @@ def test_two_concurrent_promotions_leave_one_champion_and_a_consistent_trail(reg
 
     params, uri, client = registry
     versions = [_candidate(params, model_dirs, tmp_path, 30 + i * 10).version for i in range(3)]
-    promote(client, uri, NAME, versions[2], "champion", "first", True, "data-v1", params.registry.gate)
+    promote(client, NAME, versions[2], "champion", "first", True, "data-v1", params.registry.gate)
     spawn = multiprocessing.get_context("spawn")
     ready, inside = spawn.Barrier(2), spawn.Barrier(2)
     procs = [spawn.Process(target=_promote_at_barrier, args=(uri, v, ready, inside)) for v in versions[:2]]

@@ -4,7 +4,6 @@ loses on inverted documents (nothing here lowers `registry.gate`)."""
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pandas as pd
 import pytest
 
 from longdoc.config import load_params
+from longdoc.promotion import audit_trail
 from tests.conftest import ROOT, cli, set_args
 
 pytestmark = pytest.mark.slow
@@ -66,6 +66,6 @@ def test_a_model_that_loses_on_inverted_documents_is_refused_for_it(tmp_path):
     assert "champion" not in head.aliases
     row = next(line for line in done.stdout.splitlines() if line.lstrip("│┃ ").startswith("head "))
     assert "refused" in row, done.stdout  # the run's summary table says so too
-    trail = json.loads(client.get_registered_model("longdoc-business-sports").tags.get("audit", "[]"))
+    trail = audit_trail(client, "longdoc-business-sports")
     assert any(e["action"] == "refused" and e["version"] == str(head.version) and "inverted" in e["why"]
                for e in trail)

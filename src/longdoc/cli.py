@@ -437,10 +437,10 @@ def models_promote(name: NameArg, version: VersionArg,
     """Make VERSION the champion, through the gate (or past it with --force --reason)."""
     from longdoc.promotion import promote, require_version
 
-    cfg, uri, client = _registry(params, set_)
+    cfg, _, client = _registry(params, set_)
     require_version(client, name, version)
     current, corpus = _current_data(cfg)
-    decision = promote(client, uri, name, version, cfg.registry.champion_alias, reason, force,
+    decision = promote(client, name, version, cfg.registry.champion_alias, reason, force,
                        current, cfg.registry.gate, corpus)
     _console().print(f"{name} v{decision.version} is now {cfg.registry.champion_alias} "
                      f"(previous: v{decision.previous}); {decision.reason}")
@@ -452,10 +452,10 @@ def models_gate(name: NameArg, version: VersionArg, params: ParamsOpt = Path("pa
     """Apply the promotion gate to VERSION against the task's champion and the current corpus."""
     from longdoc.promotion import decide, require_version
 
-    cfg, uri, client = _registry(params, set_)
+    cfg, _, client = _registry(params, set_)
     require_version(client, name, version)
     current, corpus = _current_data(cfg)
-    decision = decide(client, uri, name, [version], cfg.registry.champion_alias, current, cfg.registry.gate, corpus)
+    decision = decide(client, name, [version], cfg.registry.champion_alias, current, cfg.registry.gate, corpus)
     if decision.promoted or decision.previous != str(version):
         verdict = "promoted" if decision.promoted else "refused (challenger)"
         _console().print(f"{name} v{version}: {verdict}: {decision.reason}")
@@ -487,22 +487,33 @@ def models_rollback(name: NameArg,
     """Give the champion alias back to the previous champion."""
     from longdoc.promotion import require_model, rollback
 
-    cfg, uri, client = _registry(params, set_)
+    cfg, _, client = _registry(params, set_)
     require_model(client, name)
-    decision = rollback(client, uri, name, cfg.registry.champion_alias, reason)
+    decision = rollback(client, name, cfg.registry.champion_alias, reason)
     _console().print(f"{name}: {cfg.registry.champion_alias} rolled back from v{decision.previous} "
                      f"to v{decision.version}")
 
 
 @models_app.command("audit")
-def models_audit(name: NameArg, params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
-    """Every change of champion: who, when, why, previous."""
+def models_audit(name: NameArg,
+                 last: Annotated[int, typer.Option(min=0, help="Only the last N records (0: all).")] = 0,
+                 params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
+    """Every change of champion and every refusal: who, when, why, previous (one record per change)."""
+    from rich.table import Table
+
     from longdoc.promotion import audit_trail, require_model
 
     _, _, client = _registry(params, set_)
     require_model(client, name)
-    for entry in audit_trail(client, name):
-        _console().print(entry)
+    trail = audit_trail(client, name, applied_only=False)
+    table = Table("#", "action", "version", "previous", "alias", "who", "when", "why", "state",
+                  title=f"{name}: {len(trail)} records")
+    for record in trail[-last if last else None:]:
+        state = record["state"] + (f" ({record['note']})" if record.get("note") else "")
+        table.add_row(str(record["seq"]), record["action"], f"v{record['version']}",
+                      f"v{record['previous']}" if record["previous"] else "", record["alias"], record["who"],
+                      record["when"][:19], record["why"], state)
+    _console().print(table)
 
 
 def main() -> None:

@@ -14,37 +14,37 @@ resolve differences of one document:
    new"); otherwise the chosen candidate must beat it the same way, on the same test documents (the
    champion is re-scored on the candidate's test split when the two differ, and the reason says so).
 
-MLflow aliases keep no history, so every change of champion appends an entry to the registered
-model's ``audit`` tag (a JSON list: action, version, previous champion, who, when, why) and writes
-the same facts onto the version. The previous champion is what ``rollback`` restores.
+MLflow aliases keep no history, so every change of champion (and every refusal) is one audit
+record (audit.py: action, version, previous champion, who, when, why), written before the alias
+moves, and the same facts go onto the version. The previous champion is what ``rollback`` restores.
 
-Concurrency: the read-compare-set of a promotion runs under an exclusive lock. For a SQLite store
-it is a file lock beside the database, so two promotions at once serialise and the second one sees
-the first one's champion. An MLflow server offers no compare-and-set; against one, run promotions
-from a single place (the pipeline's gate step, one per run).
+The guarantee, for every writer that goes through this module (the pipeline's gate step, one per
+run, and ``longdoc models gate|promote|rollback``), against a SQLite file or an MLflow server alike:
+changes of one alias are serialised by its lease (lease.py), so each one reads the champion left by
+the one before, its record's ``previous`` is that champion, and the applied records form one chain
+that ends at the alias holder. Exactly one version holds the alias and says so in its status. A
+change that fails half-way (the server went away) leaves an unfinished record and the alias either
+where it was or at the new version; the next change, under the same lease, closes that record as
+applied or failed from where the alias actually is. Changes made outside longdoc (the MLflow UI)
+are not serialised and not recorded.
 """
 
 from __future__ import annotations
 
-import fcntl
-import getpass
-import json
-import os
+import contextlib
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from longdoc import audit
 from longdoc.config import GateParams
 from longdoc.errors import LongdocError
+from longdoc.lease import alias_lease
 
 PROMOTION_METRIC = "normal_macro_f1"
 GAP_METRIC = "inverted_gap_macro_f1"
-AUDIT_TAG = "audit"
 BASELINE_KIND = "baseline"
 
 
@@ -73,21 +73,6 @@ class Difference:
     def __str__(self) -> str:
         note = ", champion re-scored on the candidate's test split" if self.rescored else ""
         return f"{self.point:+.4f} [{self.low:+.4f}, {self.high:+.4f}] on {self.documents} test documents{note}"
-
-
-@contextmanager
-def registry_lock(tracking_uri: str):
-    """Exclusive lock for read-compare-set on the registry (a file lock for SQLite stores)."""
-    if not tracking_uri.startswith("sqlite:///"):
-        yield
-        return
-    lock_path = Path(tracking_uri.removeprefix("sqlite:///") + ".promotion.lock")
-    with lock_path.open("a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def current_champion(client, name: str, alias: str):
@@ -160,7 +145,7 @@ def difference(client, name: str, a, b, corpus: pd.DataFrame | None = None) -> D
 def _refuse(client, name: str, version, alias: str, previous: str | None, reasons: list[str]) -> None:
     client.set_model_version_tag(name, str(version.version), "status", "challenger")
     client.set_model_version_tag(name, str(version.version), "gate", "refused: " + "; ".join(reasons))
-    _append_audit(client, name, _entry("refused", str(version.version), alias, previous, "; ".join(reasons)))
+    audit.write(client, name, audit.entry("refused", str(version.version), alias, previous, "; ".join(reasons)))
 
 
 def _describe(version) -> str:
@@ -193,10 +178,10 @@ def choose(client, name: str, survivors: list, rules: GateParams) -> tuple[objec
     return chosen, lost
 
 
-def decide(client, tracking_uri: str, name: str, versions: list[str], alias: str, current_data: str,
-           rules: GateParams, corpus: pd.DataFrame | None = None) -> Decision:
+def decide(client, name: str, versions: list[str], alias: str, current_data: str, rules: GateParams,
+           corpus: pd.DataFrame | None = None) -> Decision:
     """The gate for one run's candidates: at most one is promoted; every one is tagged with why."""
-    with registry_lock(tracking_uri):
+    with _lease(client, name, alias):
         candidates = [client.get_model_version(name, str(v)) for v in versions]
         champion = current_champion(client, name, alias)
         previous = str(champion.version) if champion is not None else None
@@ -240,49 +225,66 @@ def _versus_champion(client, name: str, chosen, champion, rules: GateParams, cor
     return f"refused: does not beat champion v{champion.version} by min_gain {rules.min_gain}: difference {diff}"
 
 
-def _move_alias(client, name: str, version: str, alias: str, previous: str | None) -> None:
-    """Give the alias to ``version``; the version it leaves stops saying it holds it (one status per alias)."""
-    client.set_registered_model_alias(name, alias, version)
+@contextlib.contextmanager
+def _lease(client, name: str, alias: str):
+    """Hold ``alias`` of ``name`` for a read-compare-set, first closing what a dead writer left open."""
+    require_model(client, name)
+    with alias_lease(client, name, alias, audit.who()):
+        _close_unfinished(client, name, alias)
+        yield
+
+
+def _close_unfinished(client, name: str, alias: str) -> None:
+    """A record left RUNNING by a writer that died: applied if the alias (or a refusal) says it happened."""
+    holder = current_champion(client, name, alias)
+    for run_id, record in audit.unfinished(client, name):
+        if record["alias"] != alias:
+            continue
+        applied = record["action"] == "refused" or (holder is not None and str(holder.version) == record["version"])
+        where = f"v{holder.version}" if holder is not None else "unset"
+        audit.close_record(client, run_id, applied, f"closed by the next change: the alias was at {where}")
+
+
+def _move_alias(client, name: str, version: str, alias: str, previous: str | None, record: dict) -> None:
+    """Record the change, give the alias to ``version``, read it back, and only then call the record applied.
+
+    A failed record write leaves the alias where it was; a failed move or a read-back that finds another
+    version (a writer that ignored or outlived the lease) ends the record as failed and raises.
+    """
+    run_id = audit.open_record(client, name, record)
+    try:
+        client.set_registered_model_alias(name, alias, version)
+        held = current_champion(client, name, alias)
+        if held is None or str(held.version) != version:
+            found = f"v{held.version}" if held is not None else "no version"
+            raise LongdocError(f"{name}@{alias} reads {found} right after it was set to v{version}: another writer "
+                               "changed it meanwhile; check `longdoc models audit` and the alias")
+    except Exception as err:
+        with contextlib.suppress(Exception):
+            audit.close_record(client, run_id, applied=False, note=str(err))
+        raise
+    audit.close_record(client, run_id, applied=True)
     client.set_model_version_tag(name, version, "status", alias)
     if previous is not None and previous != version:
-        client.set_model_version_tag(name, previous, "status", f"replaced as {alias} by v{version}")
+        status = f"rolled back from {alias}" if record["action"] == "rollback" else f"replaced as {alias} by v{version}"
+        client.set_model_version_tag(name, previous, "status", status)
+    # ``<alias>.previous`` on a version is the champion it replaced; a rollback keeps the restored version's
+    # own value, so rolling back again walks further back instead of toggling.
+    keys = ("action", "who", "when", "why") if record["action"] == "rollback" else (
+        "action", "who", "when", "why", "previous")
+    for key in keys:
+        client.set_model_version_tag(name, version, f"{alias}.{key}", str(record[key] or ""))
 
 
 def _set_champion(client, name: str, version: str, alias: str, previous: str | None, action: str,
                   why: str) -> None:
-    _move_alias(client, name, version, alias, previous)
+    _move_alias(client, name, version, alias, previous, audit.entry(action, version, alias, previous, why))
     client.set_model_version_tag(name, version, "gate", "passed: " + why)
-    _record(client, name, version, action, alias, previous, why)
 
 
-def _append_audit(client, name: str, entry: dict) -> None:
-    model = client.get_registered_model(name)
-    trail = json.loads(model.tags.get(AUDIT_TAG, "[]"))
-    trail.append(entry)
-    client.set_registered_model_tag(name, AUDIT_TAG, json.dumps(trail))
-
-
-def audit_trail(client, name: str) -> list[dict]:
-    return json.loads(client.get_registered_model(name).tags.get(AUDIT_TAG, "[]"))
-
-
-def _entry(action: str, version: str, alias: str, previous: str | None, why: str) -> dict:
-    return {"action": action, "version": str(version), "alias": alias, "previous": previous,
-            "who": os.environ.get("LONGDOC_USER") or getpass.getuser(),
-            "when": datetime.now(UTC).isoformat(timespec="microseconds"), "why": why}
-
-
-def _record(client, name: str, version: str, action: str, alias: str, previous: str | None, why: str) -> None:
-    """Audit entry on the model, and who/when/why on the version.
-
-    ``<alias>.previous`` on a version is the champion it replaced; a rollback keeps the restored
-    version's own value, so rolling back again walks further back instead of toggling.
-    """
-    entry = _entry(action, version, alias, previous, why)
-    _append_audit(client, name, entry)
-    keys = ("action", "who", "when", "why") if action == "rollback" else ("action", "who", "when", "why", "previous")
-    for key in keys:
-        client.set_model_version_tag(name, str(version), f"{alias}.{key}", str(entry[key] or ""))
+def audit_trail(client, name: str, applied_only: bool = True) -> list[dict]:
+    """The alias changes and refusals of ``name`` in order (see audit.py)."""
+    return audit.records(client, name, applied_only)
 
 
 def require_model(client, name: str):
@@ -307,13 +309,13 @@ def require_version(client, name: str, version: str):
         raise LongdocError(f"model {name!r} has no version {version}") from None
 
 
-def promote(client, tracking_uri: str, name: str, version: str, alias: str, reason: str, force: bool,
-            current_data: str, rules: GateParams, corpus: pd.DataFrame | None = None) -> Decision:
+def promote(client, name: str, version: str, alias: str, reason: str, force: bool, current_data: str,
+            rules: GateParams, corpus: pd.DataFrame | None = None) -> Decision:
     """Manual promotion: through the gate's rules against the champion, or past them with ``force``."""
     require_version(client, name, version)
     if force and not reason:
         raise LongdocError("--force needs --reason: the audit trail must say why the gate was bypassed")
-    with registry_lock(tracking_uri):
+    with _lease(client, name, alias):
         candidate = client.get_model_version(name, str(version))
         champion = current_champion(client, name, alias)
         previous = str(champion.version) if champion is not None else None
@@ -330,22 +332,20 @@ def promote(client, tracking_uri: str, name: str, version: str, alias: str, reas
         why = reason or "passed the gate"
         if reasons:
             why += f" (forced past: {'; '.join(reasons)})"
-        _move_alias(client, name, str(version), alias, previous)
-        _record(client, name, str(version), "promote", alias, previous, why)
+        _move_alias(client, name, str(version), alias, previous,
+                    audit.entry("promote", str(version), alias, previous, why))
         return Decision(str(version), True, [why], previous)
 
 
-def rollback(client, tracking_uri: str, name: str, alias: str, reason: str) -> Decision:
+def rollback(client, name: str, alias: str, reason: str) -> Decision:
     """Give the alias back to the champion before the current one."""
-    with registry_lock(tracking_uri):
+    with _lease(client, name, alias):
         champion = current_champion(client, name, alias)
         if champion is None:
             raise LongdocError(f"{name} has no {alias} to roll back")
         previous = champion.tags.get(f"{alias}.previous", "")
         if not previous:
             raise LongdocError(f"{name} v{champion.version} has no previous {alias} to roll back to")
-        client.set_registered_model_alias(name, alias, previous)
-        client.set_model_version_tag(name, str(champion.version), "status", f"rolled back from {alias}")
-        client.set_model_version_tag(name, previous, "status", alias)
-        _record(client, name, previous, "rollback", alias, str(champion.version), reason or "rollback")
+        _move_alias(client, name, previous, alias, str(champion.version),
+                    audit.entry("rollback", previous, alias, str(champion.version), reason or "rollback"))
         return Decision(previous, True, [reason or "rollback"], str(champion.version))

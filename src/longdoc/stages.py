@@ -147,7 +147,7 @@ def gate(params: Params, model_name: str, versions: list[str], corpus_dir: Path)
     uri = resolve_tracking_uri(params.registry.tracking_uri)
     client = use_tracking(uri).MlflowClient()
     current = _corpus_summary(corpus_dir)["data_version"]
-    return decide(client, uri, model_name, versions, params.registry.champion_alias, current,
+    return decide(client, model_name, versions, params.registry.champion_alias, current,
                   params.registry.gate, read_validated(corpus_dir))
 
 
