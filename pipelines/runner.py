@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from longdoc.config import Params
+from longdoc.errors import LongdocError
 from longdoc.lineage import git_commit
 from longdoc.tracking import resolve_tracking_uri
 
@@ -45,8 +46,26 @@ def run_local(params: Params) -> dict[str, str]:
     root = Path(params.pipeline.pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
-    task = pipeline_function(params, params.pipeline.local_parallelism)(**pipeline_arguments(params))
+    try:
+        task = pipeline_function(params, params.pipeline.local_parallelism)(**pipeline_arguments(params))
+    except RuntimeError as err:
+        raise LongdocError(_failure(params, str(err))) from None
     return {"decision": str(task.output)}
+
+
+def _failure(params: Params, message: str) -> str:
+    """kfp's "inner task failed" as one line; a tracking server that stopped answering is named first."""
+    import re
+
+    from longdoc.tracking import check_tracking_uri, redact
+
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", message)
+    uri = resolve_tracking_uri(params.registry.tracking_uri)
+    try:
+        check_tracking_uri(uri)
+    except LongdocError as err:
+        return f"{err}: the pipeline stopped ({plain}); nothing half-registered, re-run once it is back"
+    return f"{plain} (the failing task's error is above; tracking at {redact(uri)})"
 
 
 def submit(params: Params, host: str, experiment: str | None = None) -> str:

@@ -117,14 +117,22 @@ def _lineage(corpus_dir: Path, git_commit: str, pipeline_run_id: str):
                    summary["dvc_md5"], int(summary["quarantined"]))
 
 
+def _server(params: Params, doing: str):
+    """A failing tracking server ends the step with one error naming it (see tracking.server_errors)."""
+    from longdoc.tracking import resolve_tracking_uri, server_errors
+
+    return server_errors(resolve_tracking_uri(params.registry.tracking_uri), doing)
+
+
 def register(params: Params, train_dir: Path, eval_dir: Path, corpus_dir: Path, git_commit: str,
              pipeline_run_id: str = "local"):
     """Register a trained variant as a candidate of its task (the gate runs later, once per run)."""
     from longdoc.registry import register as run_register
 
     summary = json.loads((train_dir / "train_summary.json").read_text())
-    return run_register(params, train_dir / "model", eval_dir, summary["variant"], summary["labels"],
-                        _lineage(corpus_dir, git_commit, pipeline_run_id), train_dir=train_dir)
+    with _server(params, f"registering {summary['variant']}"):
+        return run_register(params, train_dir / "model", eval_dir, summary["variant"], summary["labels"],
+                            _lineage(corpus_dir, git_commit, pipeline_run_id), train_dir=train_dir)
 
 
 def baseline(params: Params, corpus_dir: Path, out_dir: Path, git_commit: str, pipeline_run_id: str = "local"):
@@ -135,8 +143,9 @@ def baseline(params: Params, corpus_dir: Path, out_dir: Path, git_commit: str, p
     corpus = read_validated(corpus_dir)
     train_and_evaluate(corpus, params, out_dir)
     labels = sorted(corpus.loc[corpus["split"] == "train", "label"].unique())
-    return run_register(params, out_dir / "model", out_dir / "evaluation", BASELINE_NAME, labels,
-                        _lineage(corpus_dir, git_commit, pipeline_run_id), kind="baseline")
+    with _server(params, f"registering {BASELINE_NAME}"):
+        return run_register(params, out_dir / "model", out_dir / "evaluation", BASELINE_NAME, labels,
+                            _lineage(corpus_dir, git_commit, pipeline_run_id), kind="baseline")
 
 
 def gate(params: Params, model_name: str, versions: list[str], corpus_dir: Path):
@@ -144,11 +153,11 @@ def gate(params: Params, model_name: str, versions: list[str], corpus_dir: Path)
     from longdoc.promotion import decide
     from longdoc.tracking import resolve_tracking_uri, use_tracking
 
-    uri = resolve_tracking_uri(params.registry.tracking_uri)
-    client = use_tracking(uri).MlflowClient()
+    client = use_tracking(resolve_tracking_uri(params.registry.tracking_uri)).MlflowClient()
     current = _corpus_summary(corpus_dir)["data_version"]
-    return decide(client, model_name, versions, params.registry.champion_alias, current,
-                  params.registry.gate, read_validated(corpus_dir))
+    with _server(params, f"gating {model_name}"):
+        return decide(client, model_name, versions, params.registry.champion_alias, current,
+                      params.registry.gate, read_validated(corpus_dir))
 
 
 def current_data(params: Params, out_dir: Path) -> tuple[str, pd.DataFrame]:
@@ -166,14 +175,16 @@ def compare(params: Params, run_ids: list[str], out_dir: Path, model_name: str) 
     from longdoc.promotion import current_champion
     from longdoc.tracking import use_tracking
 
-    frame = run_compare(params, run_ids, out_dir)
-    print(frame.drop(columns=["run_id"]).to_string(index=False))
-    client = use_tracking(params.registry.tracking_uri).MlflowClient()
-    champion = current_champion(client, model_name, params.registry.champion_alias)
+    with _server(params, "comparing the run's candidates"):
+        frame = run_compare(params, run_ids, out_dir)
+        print(frame.drop(columns=["run_id"]).to_string(index=False))
+        client = use_tracking(params.registry.tracking_uri).MlflowClient()
+        champion = current_champion(client, model_name, params.registry.champion_alias)
     return str(champion.version) if champion is not None else ""
 
 
 def package(params: Params, model_name: str, version: str | None = None):
     from longdoc.packaging import package as run_package
 
-    return run_package(params, model_name, version)
+    with _server(params, f"packaging {model_name}"):
+        return run_package(params, model_name, version)

@@ -8,6 +8,8 @@ MLflow's minutes of retries.
 from __future__ import annotations
 
 import os
+import re
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -43,8 +45,15 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
 
         try:
             requests.get(uri.rstrip("/") + "/health", timeout=timeout)
+            # /health answers without the database; a store call shows whether the server can work
+            probe = requests.get(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search",
+                                 params={"max_results": 1}, timeout=timeout)
         except requests.RequestException as err:
-            raise LongdocError(f"MLflow tracking server {uri} cannot be reached: {type(err).__name__}") from None
+            raise LongdocError(f"MLflow tracking server {redact(uri)} cannot be reached: "
+                               f"{type(err).__name__}") from None
+        if probe.status_code >= 500:
+            raise LongdocError(f"MLflow tracking server {redact(uri)} answers with HTTP {probe.status_code} "
+                               "(is its database up?)")
         return
     if scheme in ("", "file"):
         return
@@ -61,3 +70,38 @@ def use_tracking(configured: str):
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return mlflow
+
+
+def redact(uri: str) -> str:
+    """The URI without its password, fit for messages and logs."""
+    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", uri)
+
+
+def _server_failure(err: BaseException) -> str | None:
+    """How a server failed (unreachable, or answering with errors), or None for any other error."""
+    text = str(err)
+    if "Connection refused" in text or "NewConnectionError" in text or "RemoteDisconnected" in text:
+        return "cannot be reached"
+    if "API request to" in text and "failed with exception" in text:
+        return "answered with errors (is its database up?)" if "error responses" in text else "cannot be reached"
+    if getattr(err, "error_code", None) in ("INTERNAL_ERROR", "TEMPORARILY_UNAVAILABLE"):
+        return "answered with an internal error (is its database up?)"
+    return None
+
+
+@contextmanager
+def server_errors(uri: str, doing: str):
+    """Turn a tracking server that went away mid-step into one clear error naming it.
+
+    MLflow retries first (MLFLOW_HTTP_REQUEST_MAX_RETRIES); what is left is the server's fault, not
+    the user's, and a traceback through MLflow's REST client would only hide which server it was.
+    """
+    try:
+        yield
+    except LongdocError:
+        raise
+    except Exception as err:
+        how = _server_failure(err) if urlparse(uri).scheme in ("http", "https") else None
+        if how is None:
+            raise
+        raise LongdocError(f"MLflow tracking server {redact(uri)} {how} while {doing}") from None
