@@ -94,6 +94,7 @@ def baseline(params: str, git_commit: str, pipeline_run_id: str, corpus: Input[D
     from longdoc.stages import baseline as run
 
     reg = run(parse_params(params), Path(corpus.path), Path(evaluation.path), git_commit, pipeline_run_id)
+    print(f"registered {reg.model_name} v{reg.version} ({reg.variant})")
     return namedtuple("Registered", ["version", "run_id", "model_name"])(reg.version, reg.run_id, reg.model_name)
 
 
