@@ -19,6 +19,8 @@ def validate(corpus_path: str, params: str, corpus: Output[Dataset], report: Out
     finally:
         if (out / "validation.md").exists():
             shutil.copyfile(out / "validation.md", report.path)
+    source = summary["data_source"]["reference"] if summary.get("data_source") else corpus_path
+    print(f"corpus {source} (DVC md5 {summary['dvc_md5']}, data version {summary['data_version']})")
     return int(summary["documents"])
 
 

@@ -167,8 +167,9 @@ def validate(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     summary = run(cfg, cfg.data.corpus, out)
     quarantined = (f"{summary['quarantined']} quarantined (see {summary['quarantine_file']})"
                    if summary["quarantined"] else "none quarantined")
+    source = f"; pulled from {summary['data_source']['reference']}" if summary.get("data_source") else ""
     _console().print(f"validation passed: {summary['documents']} documents, {quarantined}, "
-                     f"splits {summary['splits']}", markup=False, soft_wrap=True)
+                     f"splits {summary['splits']}{source}", markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -323,7 +324,9 @@ def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
 
     cfg = _params(params, set_)
     _project_root()
-    if not Path(cfg.data.corpus).exists():
+    from longdoc.data.dvc_source import is_reference
+
+    if not is_reference(cfg.data.corpus) and not Path(cfg.data.corpus).exists():
         raise LongdocError(f"corpus not found: {cfg.data.corpus} (write the demo with `longdoc data demo`)")
     check_tracking_uri(resolve_tracking_uri(cfg.registry.tracking_uri))
     from longdoc.training import check_config

@@ -21,8 +21,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _check_reference(corpus: str) -> str:
+    """A ``dvc://`` corpus must parse (repository, rev, path) before any compute; a path is checked when read."""
+    from longdoc.data.dvc_source import is_reference, parse_reference
+
+    if is_reference(corpus):
+        try:
+            parse_reference(corpus)
+        except LongdocError as err:
+            raise ValueError(str(err)) from None
+    return corpus
+
+
 class DataParams(_Section):
-    corpus: str = Field("data/corpus.jsonl", description="Corpus file (JSONL) or folder of <label>/*.txt.")
+    corpus: str = Field("data/corpus.jsonl", description="Corpus file (JSONL) or folder of <label>/*.txt, or a DVC "
+                                                          "reference dvc://<repo>?rev=<rev>#<path> pulled from the "
+                                                          "repository's DVC remote (longdoc.data.dvc_source).")
     seed: int = 13
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
@@ -34,6 +48,11 @@ class DataParams(_Section):
                                   "excluded and listed in quarantine.jsonl.")
     max_invalid_fraction: float = Field(
         0.05, ge=0, le=1, description="Quarantine fails the run when more than this share of documents is invalid.")
+
+    @field_validator("corpus")
+    @classmethod
+    def _reference_parses(cls, corpus: str) -> str:
+        return _check_reference(corpus)
 
 
 class EncoderParams(_Section):

@@ -21,12 +21,27 @@ CORPUS_FILE = "corpus.parquet"
 def validate(params: Params, corpus_path: str | Path, out_dir: Path) -> dict:
     """Read, slice and split the corpus, apply the data-quality policy, write the kept corpus and the report.
 
+    ``corpus_path`` is a path or a DVC reference (``dvc://<repo>?rev=<rev>#<path>``, see
+    :mod:`longdoc.data.dvc_source`): a reference is pulled from the repository's DVC remote into
+    ``out_dir`` first, so the CLI, ``dvc repro`` and every pipeline pod read the same bytes, and the
+    summary records where they came from.
+
     The report (and the quarantine file, when documents were excluded) is written before the policy
     may stop the run, so a refused run leaves behind what the user must fix; no later stage runs.
     """
+    from longdoc.data.dvc_source import materialise
+
+    with materialise(corpus_path, out_dir) as source:
+        summary = _validate_file(params, source.path, out_dir)
+        summary.update({"dvc_md5": source.dvc_md5, "data_source": source.reference})
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _validate_file(params: Params, corpus_path: Path, out_dir: Path) -> dict:
     from longdoc.data.corpus import read_corpus
     from longdoc.data.splits import slice_and_split
-    from longdoc.data.versioning import corpus_version, file_sha256, tracked_dvc_version
+    from longdoc.data.versioning import corpus_version, file_sha256
     from longdoc.validation import PolicyError, apply_policy
 
     frame = slice_and_split(read_corpus(corpus_path), params.data)
@@ -41,13 +56,11 @@ def validate(params: Params, corpus_path: str | Path, out_dir: Path) -> dict:
     quarantine_file = result.write(out_dir)
     kept = result.kept
     kept.to_parquet(out_dir / CORPUS_FILE, index=False)
-    summary = {"documents": len(kept), "corpus_sha256": file_sha256(corpus_path),
-               "splits": kept["split"].value_counts().to_dict(), "labels": sorted(kept["label"].unique()),
-               "quarantined": len(result.quarantined),
-               "quarantine_file": str(quarantine_file) if quarantine_file else None,
-               "data_version": corpus_version(kept), "dvc_md5": tracked_dvc_version(corpus_path)}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return {"documents": len(kept), "corpus_sha256": file_sha256(corpus_path),
+            "splits": kept["split"].value_counts().to_dict(), "labels": sorted(kept["label"].unique()),
+            "quarantined": len(result.quarantined),
+            "quarantine_file": str(quarantine_file) if quarantine_file else None,
+            "data_version": corpus_version(kept)}
 
 
 def read_validated(corpus_dir: Path) -> pd.DataFrame:
@@ -113,8 +126,9 @@ def _lineage(corpus_dir: Path, git_commit: str, pipeline_run_id: str):
     from longdoc.registry import Lineage
 
     summary = _corpus_summary(corpus_dir)
+    source = summary.get("data_source") or {}
     return Lineage(summary["data_version"], summary["corpus_sha256"], git_commit, pipeline_run_id,
-                   summary["dvc_md5"], int(summary["quarantined"]))
+                   summary["dvc_md5"], int(summary["quarantined"]), source.get("reference", ""))
 
 
 def _server(params: Params, doing: str):
