@@ -40,7 +40,7 @@ def train_encoder(params: str, chunks: Input[Dataset], encoder: Output[Model]) -
     from longdoc.config import parse_params
     from longdoc.stages import train_encoder as run
 
-    summary = run(parse_params(params), Path(chunks.path), Path(encoder.path))
+    summary = run(parse_params(params), Path(chunks.path), Path(encoder.path), work_key=chunks.uri)
     return summary.get("skipped") or f"stage 1: {summary['steps']} steps, encoder {summary['start']}"
 
 
@@ -50,7 +50,8 @@ def train(params: str, variant: str, chunks: Input[Dataset], encoder: Input[Mode
     from longdoc.config import parse_params
     from longdoc.stages import train as run
 
-    summary = run(parse_params(params), variant, Path(chunks.path), Path(model.path), Path(encoder.path))
+    summary = run(parse_params(params), variant, Path(chunks.path), Path(model.path), Path(encoder.path),
+                  work_key=f"{chunks.uri} {encoder.uri}")
     model.metadata.update({"variant": variant, "device": summary["device"], "steps": summary["steps"]})
     return float(summary["best_val_macro_f1"])
 

@@ -80,10 +80,11 @@ def chunk(params: Params, corpus_dir: Path, out_dir: Path) -> dict:
     return stats
 
 
-def train_encoder(params: Params, chunk_dir: Path, out_dir: Path) -> dict:
+def train_encoder(params: Params, chunk_dir: Path, out_dir: Path, work_key: str | None = None) -> dict:
     """Stage 1 of two-stage training: the encoder fine-tuned once, its chunk vectors cached.
 
     With ``train.two_stage`` off it only records that, so the pipeline and dvc.yaml keep one shape.
+    ``work_key``: see :func:`on_work_volume`.
     """
     from longdoc.training import train_encoder as run_stage1
 
@@ -92,7 +93,39 @@ def train_encoder(params: Params, chunk_dir: Path, out_dir: Path) -> dict:
         summary = {"stage": 1, "skipped": "train.two_stage is false: every variant starts from the pretrained encoder"}
         (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
         return summary
-    return run_stage1(chunk_dir, params, out_dir)
+    return on_work_volume(params, "stage1", work_key, out_dir, lambda folder: run_stage1(chunk_dir, params, folder))
+
+
+def work_folder(params: Params, name: str, work_key: str | None) -> Path | None:
+    """The training folder on ``pipeline.work_dir`` (a cluster's PVC), or None to train into the output.
+
+    Named by the task's inputs (``work_key``: its input artifacts' URIs) and params, so a retried pod
+    finds its own checkpoints and no other run's.
+    """
+    import hashlib
+
+    if not params.pipeline.work_dir or work_key is None:
+        return None
+    digest = hashlib.sha256(json.dumps([name, work_key, params.model_dump(mode="json")]).encode()).hexdigest()
+    return Path(params.pipeline.work_dir) / f"{name}-{digest[:16]}"
+
+
+def on_work_volume(params: Params, name: str, work_key: str | None, out_dir: Path, run) -> dict:
+    """Run ``run(folder)`` in :func:`work_folder` and hand everything but the checkpoints over to ``out_dir``.
+
+    On a cluster the output folder is the pod's own disk until the task ends, so a preempted pod
+    would lose its checkpoints; on the PVC they survive for the retry. The folder is removed once
+    handed over, so the volume holds only unfinished trainings.
+    """
+    import shutil
+
+    folder = work_folder(params, name, work_key)
+    if folder is None:
+        return run(out_dir)
+    summary = run(folder)
+    shutil.copytree(folder, out_dir, ignore=shutil.ignore_patterns("checkpoints"), dirs_exist_ok=True)
+    shutil.rmtree(folder)
+    return summary
 
 
 def encoder_start(params: Params, variant: str, encoder_dir: Path | None) -> Path | None:
@@ -105,10 +138,14 @@ def encoder_start(params: Params, variant: str, encoder_dir: Path | None) -> Pat
     return encoder_dir
 
 
-def train(params: Params, variant: str, chunk_dir: Path, out_dir: Path, encoder_dir: Path | None = None) -> dict:
+def train(params: Params, variant: str, chunk_dir: Path, out_dir: Path, encoder_dir: Path | None = None,
+          work_key: str | None = None) -> dict:
+    """Train one variant into ``out_dir`` (through the work volume on a cluster: :func:`on_work_volume`)."""
     from longdoc.training import train as run_training
 
-    return run_training(chunk_dir, params, variant, out_dir, encoder_from=encoder_start(params, variant, encoder_dir))
+    start = encoder_start(params, variant, encoder_dir)
+    return on_work_volume(params, variant, work_key, out_dir,
+                          lambda folder: run_training(chunk_dir, params, variant, folder, encoder_from=start))
 
 
 def evaluate(params: Params, model_dir: Path, corpus_dir: Path, out_dir: Path) -> dict:
