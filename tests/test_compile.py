@@ -174,6 +174,7 @@ def test_only_configured_secret_keys_are_mapped(tmp_path):
                "--set", "pipeline.cluster.secret_keys=[MLFLOW_TRACKING_URI, MLFLOW_TRACKING_PASSWORD]",
                "--set", "pipeline.cluster.data_secret_keys=[AWS_ACCESS_KEY_ID]")
     assert done.returncode == 0, done.stderr
+    assert "sqlite" not in out.read_text()  # params.yaml's own tracking URI (a SQLite file) stays home too
     k8s = list(yaml.safe_load_all(out.read_text()))[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     [gate] = k8s["exec-gate"]["secretAsEnv"]
     assert gate["secretName"] == "team-mlflow"
