@@ -81,6 +81,24 @@ def test_a_reference_parses_and_prints_back(text, expected):
     assert parse_reference(str(expected)) == expected
 
 
+def test_a_token_in_the_repository_url_is_never_shown():
+    ref = parse_reference("dvc://https://bot:tok3n@git.example/acme/longdoc.git?rev=v1#data/corpus.jsonl")
+    assert ref.repo == "https://bot:tok3n@git.example/acme/longdoc.git"  # what git is given
+    assert str(ref) == "dvc://https://bot:***@git.example/acme/longdoc.git?rev=v1#data/corpus.jsonl"
+    with pytest.raises(LongdocError) as err:
+        parse_reference("dvc://https://bot:tok3n@git.example/acme/longdoc.git#data/corpus.jsonl")
+    assert "tok3n" not in str(err.value) and "bot:***@" in str(err.value)
+
+
+def test_a_failed_pull_names_the_reference_without_its_token(tmp_path):
+    from longdoc.data.dvc_source import fetch
+
+    ref = parse_reference("dvc://https://bot:tok3n@127.0.0.1:9/acme/longdoc.git?rev=v1#data/corpus.jsonl")
+    with pytest.raises(LongdocError, match="cannot be reached") as err:
+        fetch(ref, tmp_path / "pulled")
+    assert "tok3n" not in str(err.value) and str(ref) in str(err.value)
+
+
 @pytest.mark.parametrize(("text", "fragment"), [
     ("dvc://https://git.example/r.git?rev=v1", "names no file"),
     ("dvc://https://git.example/r.git#data/c.jsonl", "names no version"),

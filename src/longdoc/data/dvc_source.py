@@ -24,6 +24,7 @@ Only ``dvc`` is imported, and only when a reference is fetched: a plain path cos
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,13 @@ from longdoc.errors import LongdocError
 SCHEME = "dvc://"
 QUERY_KEYS = ("rev", "remote")
 FETCH_DIR = ".dvc-source"  # inside the validate stage's folder; removed once the corpus is validated
+_PASSWORD = re.compile(r"(://[^/\s:@]+):[^/\s@]+@")
+
+
+def redact(text: str) -> str:
+    """``https://bot:TOKEN@host`` shown and recorded as ``https://bot:***@host``: messages, the validate
+    summary and MLflow tags are read by more people than the token was meant for."""
+    return _PASSWORD.sub(r"\1:***@", text)
 
 
 @dataclass(frozen=True)
@@ -49,8 +57,9 @@ class DvcReference:
     remote: str | None = None
 
     def __str__(self) -> str:
+        """The reference as written, its password (if any) redacted."""
         query = "&".join(f"{key}={value}" for key in QUERY_KEYS if (value := getattr(self, key)))
-        return f"{SCHEME}{self.repo}{'?' + query if query else ''}#{self.path}"
+        return redact(f"{SCHEME}{self.repo}{'?' + query if query else ''}#{self.path}")
 
     def pinned(self, commit: str) -> DvcReference:
         """The same reference at the commit ``rev`` resolved to: what a rerun must ask for."""
@@ -72,6 +81,13 @@ def is_reference(corpus: str | Path) -> bool:
 
 def parse_reference(text: str) -> DvcReference:
     """Split ``dvc://REPO[?rev=REV&remote=NAME]#PATH``; a malformed reference says what is wrong."""
+    try:
+        return _parse(text)
+    except LongdocError as err:
+        raise LongdocError(redact(str(err))) from None
+
+
+def _parse(text: str) -> DvcReference:
     if not text.startswith(SCHEME):
         raise LongdocError(f"{text!r} is not a DVC reference: expected {SCHEME}<repo>?rev=<rev>#<path>")
     rest, sep, path = text[len(SCHEME):].rpartition("#")
@@ -106,7 +122,7 @@ def _why(err: BaseException) -> str:
         if text and text not in messages:
             messages.append(text)
         link = link.__cause__ or link.__context__
-    return "; ".join(messages) or type(err).__name__
+    return redact("; ".join(messages) or type(err).__name__)
 
 
 def _open(ref: DvcReference):
@@ -120,8 +136,8 @@ def _open(ref: DvcReference):
     except RevError as err:
         raise LongdocError(f"DVC reference {ref}: unknown git revision {ref.rev!r} ({_why(err)})") from None
     except CloneError as err:
-        raise LongdocError(f"DVC reference {ref}: the repository {ref.repo!r} cannot be reached or is not a git "
-                           f"repository ({_why(err)})") from None
+        raise LongdocError(f"DVC reference {ref}: the repository {redact(ref.repo)!r} cannot be reached or is not "
+                           f"a git repository ({_why(err)})") from None
     except Exception as err:  # noqa: BLE001  (dvc raises many types; the user needs the reference and why)
         raise LongdocError(f"DVC reference {ref}: cannot open the repository: {_why(err)}") from None
     return fs
@@ -180,7 +196,7 @@ def fetch(ref: DvcReference, dest_dir: Path) -> CorpusSource:
     except Exception as err:  # noqa: BLE001
         raise LongdocError(f"DVC reference {ref}: {ref.path!r} (DVC md5 {md5}) cannot be pulled ({_why(err)}); "
                            f"{_remote_hint(ref, commit)}") from None
-    record = {**asdict(ref), "commit": commit, "reference": str(ref.pinned(commit))}
+    record = {**asdict(ref), "repo": redact(ref.repo), "commit": commit, "reference": str(ref.pinned(commit))}
     return CorpusSource(local, md5, record)
 
 
