@@ -24,7 +24,6 @@ Only ``dvc`` is imported, and only when a reference is fetched: a plain path cos
 
 from __future__ import annotations
 
-import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,17 +35,11 @@ import yaml
 
 from longdoc.data.versioning import UNTRACKED
 from longdoc.errors import LongdocError
+from longdoc.tracking import redact  # a token in a git URL is shown and recorded as bot:***@
 
 SCHEME = "dvc://"
 QUERY_KEYS = ("rev", "remote")
 FETCH_DIR = ".dvc-source"  # inside the validate stage's folder; removed once the corpus is validated
-_PASSWORD = re.compile(r"(://[^/\s:@]+):[^/\s@]+@")
-
-
-def redact(text: str) -> str:
-    """``https://bot:TOKEN@host`` shown and recorded as ``https://bot:***@host``: messages, the validate
-    summary and MLflow tags are read by more people than the token was meant for."""
-    return _PASSWORD.sub(r"\1:***@", text)
 
 
 @dataclass(frozen=True)
