@@ -19,6 +19,8 @@ def validate(corpus_path: str, params: str, corpus: Output[Dataset], report: Out
     finally:
         if (out / "validation.md").exists():
             shutil.copyfile(out / "validation.md", report.path)
+    source = summary["data_source"]["reference"] if summary.get("data_source") else corpus_path
+    print(f"corpus {source} (DVC md5 {summary['dvc_md5']}, data version {summary['data_version']})")
     return int(summary["documents"])
 
 
@@ -38,7 +40,7 @@ def train_encoder(params: str, chunks: Input[Dataset], encoder: Output[Model]) -
     from longdoc.config import parse_params
     from longdoc.stages import train_encoder as run
 
-    summary = run(parse_params(params), Path(chunks.path), Path(encoder.path))
+    summary = run(parse_params(params), Path(chunks.path), Path(encoder.path), work_key=chunks.uri)
     return summary.get("skipped") or f"stage 1: {summary['steps']} steps, encoder {summary['start']}"
 
 
@@ -48,7 +50,8 @@ def train(params: str, variant: str, chunks: Input[Dataset], encoder: Input[Mode
     from longdoc.config import parse_params
     from longdoc.stages import train as run
 
-    summary = run(parse_params(params), variant, Path(chunks.path), Path(model.path), Path(encoder.path))
+    summary = run(parse_params(params), variant, Path(chunks.path), Path(model.path), Path(encoder.path),
+                  work_key=f"{chunks.uri} {encoder.uri}")
     model.metadata.update({"variant": variant, "device": summary["device"], "steps": summary["steps"]})
     return float(summary["best_val_macro_f1"])
 

@@ -8,12 +8,17 @@ task records that and each variant fine-tunes from the pretrained encoder, in th
 The package step runs only when the gate promoted a new champion (dsl.If).
 The gate is one task after every candidate is registered: one writer of the champion alias per run,
 so parallel variants on a cluster cannot race each other for it.
+
+One definition for both targets: compiled for a cluster (``cluster`` given), the tasks that talk to
+MLflow get the tracking URI and credentials from a Kubernetes Secret, and the tasks that train or
+read the embedding cache mount the PVC (``use_mlflow_secret``, ``use_data_secret``, ``mount_volume``);
+locally none is applied (kfp's local runner would ignore them anyway).
 """
 
 from kfp import dsl, kubernetes
 
 from components.factory import build_components
-from longdoc.config import GpuParams
+from longdoc.config import ClusterParams, GpuParams
 
 
 def request_gpu(task: dsl.PipelineTask, gpu: GpuParams) -> dsl.PipelineTask:
@@ -28,44 +33,84 @@ def request_gpu(task: dsl.PipelineTask, gpu: GpuParams) -> dsl.PipelineTask:
     return task
 
 
-def make_pipeline(image: str, gpu: GpuParams, name: str = "longdoc", parallelism: int = 0):
+def _secret_env(task: dsl.PipelineTask, cluster: ClusterParams | None, keys: list[str]) -> dsl.PipelineTask:
+    """Keys of ``cluster.secret`` as environment variables of the same name.
+
+    Only configured keys are mapped, each required: kfp's ``optional`` flag covers a whole
+    ``use_secret_as_env`` call and older Kubeflow backends ignore it, refusing the pod when a key is
+    missing; a key that is not listed is simply not mapped.
+    """
+    if cluster is None or not keys:
+        return task
+    return kubernetes.use_secret_as_env(task, secret_name=cluster.secret, secret_key_to_env={k: k for k in keys})
+
+
+def use_mlflow_secret(task: dsl.PipelineTask, cluster: ClusterParams | None) -> dsl.PipelineTask:
+    """MLflow's tracking URI (and credentials) from the Secret, for a task that talks to MLflow."""
+    return _secret_env(task, cluster, cluster.secret_keys if cluster is not None else [])
+
+
+def use_data_secret(task: dsl.PipelineTask, cluster: ClusterParams | None) -> dsl.PipelineTask:
+    """Credentials of the DVC remote (``cluster.data_secret_keys``) for the task that pulls the corpus."""
+    return _secret_env(task, cluster, cluster.data_secret_keys if cluster is not None else [])
+
+
+def mount_volume(task: dsl.PipelineTask, cluster: ClusterParams | None) -> dsl.PipelineTask:
+    """The PVC at ``cluster.mount_path``: the embedding cache and training checkpoints outlive the pod."""
+    if cluster is None:
+        return task
+    return kubernetes.mount_pvc(task, pvc_name=cluster.pvc, mount_path=cluster.mount_path)
+
+
+def make_pipeline(image: str, gpu: GpuParams, name: str = "longdoc", parallelism: int = 0,
+                  cluster: ClusterParams | None = None):
     """Build the pipeline function for a container image (the project's, from params.yaml).
 
     ``parallelism`` bounds how many variants train at once (0: no bound); the local runner on a
-    laptop wants 1, since parallel CPU trainings only fight over the same cores.
+    laptop wants 1, since parallel CPU trainings only fight over the same cores. ``cluster``: the
+    Secret, PVC and retries of a Kubeflow cluster (None: compiled for this machine).
     """
     c = build_components(image)
+    retries = cluster.train_retries if cluster is not None else 0
+
+    def trains(task: dsl.PipelineTask) -> dsl.PipelineTask:
+        """GPU, the volume for checkpoints and cache, and retries that resume from them."""
+        if retries:
+            task.set_retry(num_retries=retries)
+        return mount_volume(request_gpu(task, gpu), cluster)
 
     @dsl.pipeline(name=name, description="Long-document classifiers: validate, chunk, train every variant, "
                                          "evaluate, register in MLflow through the promotion gate, compare "
                                          "against a TF-IDF baseline, package a new champion as a Bento.")
     def longdoc_pipeline(corpus_path: str, params: str, variants: list, git_commit: str = "unknown") -> str:
-        validated = c.validate(corpus_path=corpus_path, params=params).set_display_name("validate corpus (GX)")
+        validated = use_data_secret(c.validate(corpus_path=corpus_path, params=params), cluster)
+        validated.set_display_name("validate corpus (GX)")
         corpus = validated.outputs["corpus"]
         chunked = c.chunk(params=params, corpus=corpus).set_display_name("chunk")
         base = c.baseline(params=params, git_commit=git_commit, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
                           corpus=corpus)
-        base.set_display_name("TF-IDF baseline (register)").set_caching_options(False)
-        encoder = request_gpu(c.train_encoder(params=params, chunks=chunked.outputs["chunks"]), gpu)
+        use_mlflow_secret(base, cluster).set_display_name("TF-IDF baseline (register)").set_caching_options(False)
+        encoder = trains(c.train_encoder(params=params, chunks=chunked.outputs["chunks"]))
         encoder.set_display_name("train encoder (stage 1)")
         with dsl.ParallelFor(items=variants, name="variants", parallelism=parallelism) as variant:
-            trained = request_gpu(c.train(params=params, variant=variant, chunks=chunked.outputs["chunks"],
-                                          encoder=encoder.outputs["encoder"]), gpu)
-            evaluated = c.evaluate(params=params, corpus=corpus, model=trained.outputs["model"])
+            trained = trains(c.train(params=params, variant=variant, chunks=chunked.outputs["chunks"],
+                                     encoder=encoder.outputs["encoder"]))
+            evaluated = mount_volume(c.evaluate(params=params, corpus=corpus, model=trained.outputs["model"]), cluster)
             registered = c.register(params=params, git_commit=git_commit,
                                     pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, corpus=corpus,
                                     model=trained.outputs["model"], evaluation=evaluated.outputs["evaluation"])
-            registered.set_display_name("register candidate").set_caching_options(False)
+            use_mlflow_secret(registered, cluster).set_display_name("register candidate").set_caching_options(False)
         task_model = base.outputs["model_name"]
         gated = c.gate(params=params, model_name=task_model, versions=dsl.Collected(registered.outputs["version"]),
                        baseline_version=base.outputs["version"], corpus=corpus)
-        gated.set_display_name("gate: one decision per run").set_caching_options(False)
+        use_mlflow_secret(gated, cluster).set_display_name("gate: one decision per run").set_caching_options(False)
         compared = c.compare(params=params, model_name=task_model, run_ids=dsl.Collected(registered.outputs["run_id"]),
                              baseline_run_id=base.outputs["run_id"]).after(gated)
-        compared.set_display_name("compare variants").set_caching_options(False)
+        use_mlflow_secret(compared, cluster).set_display_name("compare variants").set_caching_options(False)
         with dsl.If(gated.outputs["Output"] == "package", name="new-champion"):
             packaged = c.package(params=params, model_name=task_model).after(compared)
-            packaged.set_display_name("package champion (Bento)").set_caching_options(False)
+            use_mlflow_secret(packaged, cluster).set_display_name("package champion (Bento)")
+            packaged.set_caching_options(False)
         return gated.outputs["Output"]
 
     return longdoc_pipeline

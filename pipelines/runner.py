@@ -1,16 +1,40 @@
-"""Compile the pipeline, run it locally with kfp's SubprocessRunner, or submit it to Kubeflow."""
+"""Compile the pipeline, run it locally with kfp's SubprocessRunner, or submit it to Kubeflow.
+
+Two targets share one pipeline definition and differ in the arguments baked into it:
+
+- ``local``: this machine's absolute paths and resolved tracking URI, for kfp's local runner.
+- ``cluster``: nothing of this machine. The corpus is a DVC reference, the tracking URI and its
+  credentials come from a Kubernetes Secret (``registry.tracking_uri`` is ``env:MLFLOW_TRACKING_URI``),
+  caches and checkpoints live on a PVC, and paths are those of the image. :func:`check_portable`
+  refuses to compile when a path of this machine, a SQLite store or a password is left anywhere.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+import re
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Literal
 
 from longdoc.config import Params
+from longdoc.data.dvc_source import is_reference
 from longdoc.errors import LongdocError
 from longdoc.lineage import git_commit
-from longdoc.tracking import resolve_tracking_uri
+from longdoc.tracking import FROM_ENVIRONMENT, resolve_tracking_uri
+
+Target = Literal["local", "cluster"]
+TARGETS: tuple[Target, ...] = ("local", "cluster")
+# Roots of user and scratch files on developer machines, on top of this machine's own (repo, home, temp).
+LOCAL_ROOTS = ("/tmp", "/var/tmp", "/home", "/root", "/Users", "/private/var/folders")
+PASSWORD_IN_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:[^/\s@]+@")
 
 
-def pipeline_arguments(params: Params) -> dict:
+def pipeline_arguments(params: Params, target: Target = "local") -> dict:
+    """The pipeline's arguments for ``target`` (compiled in as defaults, or passed to a run)."""
+    return cluster_arguments(params) if target == "cluster" else local_arguments(params)
+
+
+def local_arguments(params: Params) -> dict:
     """Arguments resolved on the submitting machine: absolute paths and the commit.
 
     The data version is not an argument: the validate step hashes the corpus it actually read.
@@ -19,23 +43,99 @@ def pipeline_arguments(params: Params) -> dict:
     resolved.registry.tracking_uri = resolve_tracking_uri(params.registry.tracking_uri)
     resolved.serving.service_dir = str(Path(params.serving.service_dir).resolve())
     resolved.train.cache_dir = str(params.cache_root.resolve())  # one cache for every task of the run
-    return {"corpus_path": str(Path(params.data.corpus).resolve()),
+    corpus = params.data.corpus
+    return {"corpus_path": corpus if is_reference(corpus) else str(Path(corpus).resolve()),
             "params": resolved.model_dump_json(),
             "variants": params.train.variants, "git_commit": git_commit()}
 
 
-def pipeline_function(params: Params, parallelism: int | None = None):
+def cluster_params(params: Params) -> Params:
+    """The params as the pods see them: the DVC corpus, MLflow from the environment, the PVC, the image's paths."""
+    cluster = params.pipeline.cluster
+    if cluster.corpus is None:
+        raise LongdocError("pipeline.cluster.corpus is not set: a pod cannot read this machine's files. Set it in "
+                           "params.yaml or pass --corpus 'dvc://<git url>?rev=<tag or commit>#data/corpus.jsonl' "
+                           "(the repository's DVC remote must hold that revision's data: `dvc push`)")
+    mount = PurePosixPath(cluster.mount_path)
+    resolved = params.model_copy(deep=True)
+    resolved.data.corpus = cluster.corpus
+    resolved.registry.tracking_uri = FROM_ENVIRONMENT
+    resolved.serving.service_dir = str(PurePosixPath(cluster.workdir) / params.serving.service_dir)
+    resolved.train.cache_dir = str(mount / "embedding_cache")
+    resolved.pipeline.pipeline_root = str(mount / "kfp")
+    resolved.pipeline.work_dir = str(mount / "work")
+    return resolved
+
+
+def cluster_arguments(params: Params) -> dict:
+    resolved = cluster_params(params)
+    arguments = {"corpus_path": resolved.data.corpus, "params": resolved.model_dump_json(),
+                 "variants": params.train.variants, "git_commit": git_commit()}
+    cluster = resolved.pipeline.cluster
+    check_portable(resolved.model_dump(mode="json") | {"corpus_path": resolved.data.corpus},
+                   allowed=(cluster.workdir, cluster.mount_path))
+    return arguments
+
+
+def _leaves(value, key: str = ""):
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, f"{key}.{k}" if key else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaves(v, f"{key}[{i}]")
+    elif isinstance(value, str):
+        yield key, value
+
+
+def _related(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def _local_roots(allowed: tuple[str, ...]) -> list[str]:
+    """This machine's roots (repository, home, temp) and the usual ones, less those holding the pod's own
+    paths: compiling inside the image, its WORKDIR is the current directory and still the pod's."""
+    roots = {str(Path.cwd()), str(Path.home()), tempfile.gettempdir(), *LOCAL_ROOTS}
+    roots = {r.rstrip("/") for r in roots} - {""}
+    return sorted((r for r in roots if not any(_related(r, a.rstrip("/")) for a in allowed)), key=len, reverse=True)
+
+
+def check_portable(values: dict, allowed: tuple[str, ...] = ()) -> None:
+    """Refuse what would leak this machine into a cluster's pipeline: its paths, a SQLite store, a password.
+
+    Every string is checked, wherever it sits, so a new path-like setting cannot slip through; the
+    message names the setting and never echoes a password. ``allowed``: the pod's own roots (the
+    image's WORKDIR, the PVC's mount path).
+    """
+    roots = _local_roots(allowed)
+    for key, text in _leaves(values):
+        if PASSWORD_IN_URL.search(text):
+            raise LongdocError(f"cannot compile for a cluster: {key} holds a URL with a password; put credentials "
+                               "in the Kubernetes Secret (pipeline.cluster.secret_keys), not in params")
+        if "sqlite:" in text:
+            raise LongdocError(f"cannot compile for a cluster: {key} = {text!r} is a SQLite store on this machine; "
+                               "the pods take MLflow's URI from the Secret")
+        for root in roots:
+            if re.search(rf"(?<![\w.-]){re.escape(root)}(?=$|[/?#\s\"'])", text):
+                raise LongdocError(f"cannot compile for a cluster: {key} = {text!r} is a path of this machine "
+                                   f"({root}); a pod cannot read it (use the image's paths, the PVC under "
+                                   "pipeline.cluster.mount_path, or a DVC reference)")
+
+
+def pipeline_function(params: Params, parallelism: int | None = None, target: Target = "local"):
     from pipelines.longdoc_pipeline import make_pipeline
 
     limit = params.pipeline.parallelism if parallelism is None else parallelism
-    return make_pipeline(params.pipeline.image, params.pipeline.gpu, params.pipeline.name, limit)
+    cluster = params.pipeline.cluster if target == "cluster" else None
+    return make_pipeline(params.pipeline.image, params.pipeline.gpu, params.pipeline.name, limit, cluster)
 
 
-def compile_pipeline(params: Params, out: Path) -> Path:
+def compile_pipeline(params: Params, out: Path, target: Target = "local") -> Path:
     from kfp import compiler
 
+    arguments = pipeline_arguments(params, target)  # before anything is written: a refused compile leaves no file
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(pipeline_function(params), str(out), pipeline_parameters=pipeline_arguments(params))
+    compiler.Compiler().compile(pipeline_function(params, target=target), str(out), pipeline_parameters=arguments)
     return out
 
 
@@ -68,11 +168,12 @@ def _failure(params: Params, message: str) -> str:
     return f"{plain} (the failing task's error is above; tracking at {redact(uri)})"
 
 
-def submit(params: Params, host: str, experiment: str | None = None) -> str:
-    """Send the pipeline to a Kubeflow Pipelines endpoint; returns the run id."""
+def submit(params: Params, host: str, experiment: str | None = None, target: Target = "cluster") -> str:
+    """Send the pipeline to a Kubeflow Pipelines endpoint, compiled as ``compile --target`` does; the run id."""
     import kfp
 
     client = kfp.Client(host=host)
-    run = client.create_run_from_pipeline_func(pipeline_function(params), arguments=pipeline_arguments(params),
+    run = client.create_run_from_pipeline_func(pipeline_function(params, target=target),
+                                               arguments=pipeline_arguments(params, target),
                                                experiment_name=experiment or params.pipeline.name)
     return run.run_id

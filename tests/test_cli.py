@@ -75,3 +75,11 @@ def test_bad_set_override():
 def test_unknown_variant(small_corpus):
     _clean_failure(cli("run", "--set", f"data.corpus={small_corpus}", "--set", "train.variants=[bigbird]"),
                    "unknown variant 'bigbird'")
+
+
+def test_a_malformed_dvc_reference_fails_before_any_work(tmp_path):
+    """A corpus named by version must say which version: caught when the params load, before any pull."""
+    done = cli("validate", "--set", "data.corpus=dvc://https://git.example/acme/longdoc.git#data/corpus.jsonl",
+               "--out", str(tmp_path / "v"))
+    _clean_failure(done, "names no version: add ?rev=")
+    assert not (tmp_path / "v").exists()

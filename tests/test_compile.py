@@ -86,3 +86,132 @@ def test_params_file_is_the_default_argument(compiled):
     assert params["train"]["variants"][0] == "head" and params["train"]["stage1"]["docs_per_label"] is None
     assert defaults["variants"]["defaultValue"] == params["train"]["variants"]
     assert defaults["corpus_path"]["defaultValue"].endswith("data/corpus.jsonl")
+
+
+# --- compiled for a Kubeflow cluster: nothing of this machine, MLflow from a Secret, caches on a PVC ---
+
+REFERENCE = "dvc://https://git.example/acme/longdoc.git?rev=v1.0#data/corpus.jsonl"
+PASSWORD = "s3cr3t-pw"
+LEAKY_URI = f"http://user:{PASSWORD}@mlflow.example:5000"
+MLFLOW_TASKS = {"register", "baseline", "gate", "compare", "package"}
+VOLUME_TASKS = {"train-encoder", "train", "evaluate"}  # training writes checkpoints and the cache; evaluation reads it
+
+
+@pytest.fixture(scope="module")
+def cluster_compile(tmp_path_factory):
+    """Compiled with every local value we could leak: a tracking URI with a password (in params and in the
+    environment), a SQLite-free but local cache dir, and this repository as the working directory."""
+    tmp = tmp_path_factory.mktemp("cluster")
+    out = tmp / "pipeline.yaml"
+    done = cli("pipeline", "compile", "--target", "cluster", "--corpus", REFERENCE, "--out", str(out),
+               "--set", f"registry.tracking_uri={LEAKY_URI}", "--set", f"train.cache_dir={tmp / 'cache'}",
+               env={"MLFLOW_TRACKING_URI": LEAKY_URI})
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    return text, list(yaml.safe_load_all(text)), tmp
+
+
+def _local_roots(tmp) -> list[str]:
+    from tests.conftest import ROOT
+
+    return [str(ROOT), str(tmp), "/tmp", "/home", "/root", "/work"]
+
+
+def test_cluster_yaml_holds_no_credential_sqlite_or_local_path(cluster_compile):
+    import re
+
+    text, _, tmp = cluster_compile
+    assert PASSWORD not in text and "mlflow.example" not in text
+    assert "sqlite" not in text
+    for root in _local_roots(tmp):  # a path *starting* with the root: /mnt/longdoc/work is the pod's own
+        assert not re.search(rf"(?<![\w.-]){re.escape(root)}(?=$|[/\"'\s])", text), root
+
+
+def test_the_pods_read_the_corpus_by_version_and_mlflow_from_the_environment(cluster_compile):
+    _, docs, _ = cluster_compile
+    defaults = docs[0]["root"]["inputDefinitions"]["parameters"]
+    assert defaults["corpus_path"]["defaultValue"] == REFERENCE
+    params = json.loads(defaults["params"]["defaultValue"])
+    assert params["registry"]["tracking_uri"] == "env:MLFLOW_TRACKING_URI"
+    assert params["data"]["corpus"] == REFERENCE
+    assert params["train"]["cache_dir"] == "/mnt/longdoc/embedding_cache"
+    assert params["pipeline"]["work_dir"] == "/mnt/longdoc/work"  # checkpoints on the PVC
+    assert params["serving"]["service_dir"] == "/app/serving"  # the image's WORKDIR
+
+
+def test_mlflow_tasks_take_the_tracking_uri_from_the_secret(cluster_compile):
+    _, docs, _ = cluster_compile
+    k8s = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    for task in MLFLOW_TASKS:
+        [secret] = k8s[f"exec-{task}"]["secretAsEnv"]
+        assert secret["secretName"] == "longdoc-mlflow", task
+        assert secret["keyToEnv"] == [{"secretKey": "MLFLOW_TRACKING_URI", "envVar": "MLFLOW_TRACKING_URI"}], task
+    for task in ("validate", "chunk", "train-encoder", "train", "evaluate"):  # they never talk to MLflow
+        assert "secretAsEnv" not in k8s.get(f"exec-{task}", {}), task
+
+
+def test_training_tasks_mount_the_volume_request_a_gpu_and_retry(cluster_compile):
+    _, docs, _ = cluster_compile
+    k8s = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    executors = docs[0]["deploymentSpec"]["executors"]
+    for task in VOLUME_TASKS:
+        [mount] = k8s[f"exec-{task}"]["pvcMount"]
+        assert mount["mountPath"] == "/mnt/longdoc" and mount["constant"] == "longdoc-cache", task
+    for task in ("exec-train-encoder", "exec-train"):
+        accelerator = executors[task]["container"]["resources"]["accelerator"]
+        assert accelerator["resourceType"] == "nvidia.com/gpu" and str(accelerator["resourceCount"]) == "1"
+    for task in ("validate", "chunk", "baseline", "register", "gate", "compare", "package"):
+        assert "pvcMount" not in k8s.get(f"exec-{task}", {}), task
+    assert docs[0]["root"]["dag"]["tasks"]["train-encoder"]["retryPolicy"]["maxRetryCount"] == 1
+    inner = docs[0]["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    assert inner["train"]["retryPolicy"]["maxRetryCount"] == 1 and "retryPolicy" not in inner["evaluate"]
+
+
+def test_only_configured_secret_keys_are_mapped(tmp_path):
+    out = tmp_path / "p.yaml"
+    done = cli("pipeline", "compile", "--target", "cluster", "--corpus", REFERENCE, "--out", str(out),
+               "--set", "pipeline.cluster.secret=team-mlflow",
+               "--set", "pipeline.cluster.secret_keys=[MLFLOW_TRACKING_URI, MLFLOW_TRACKING_PASSWORD]",
+               "--set", "pipeline.cluster.data_secret_keys=[AWS_ACCESS_KEY_ID]")
+    assert done.returncode == 0, done.stderr
+    assert "sqlite" not in out.read_text()  # params.yaml's own tracking URI (a SQLite file) stays home too
+    k8s = list(yaml.safe_load_all(out.read_text()))[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
+    [gate] = k8s["exec-gate"]["secretAsEnv"]
+    assert gate["secretName"] == "team-mlflow"
+    assert [m["envVar"] for m in gate["keyToEnv"]] == ["MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_PASSWORD"]
+    [pull] = k8s["exec-validate"]["secretAsEnv"]  # the DVC remote's credentials, for the task that pulls
+    assert [m["envVar"] for m in pull["keyToEnv"]] == ["AWS_ACCESS_KEY_ID"]
+
+
+def test_the_local_target_is_untouched_by_the_cluster_settings(compiled):
+    platform_free = compiled["deploymentSpec"]["executors"]["exec-register"]
+    assert "env:MLFLOW_TRACKING_URI" not in json.dumps(compiled)
+    assert "retryPolicy" not in compiled["root"]["dag"]["tasks"]["train-encoder"]
+    assert platform_free["container"]["image"] == "registry.example/longdoc:test"
+
+
+def _refused(done, fragment: str) -> None:
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert fragment in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_cluster_compile_needs_a_dvc_corpus(tmp_path):
+    out = tmp_path / "p.yaml"
+    _refused(cli("pipeline", "compile", "--target", "cluster", "--out", str(out)), "pipeline.cluster.corpus is not set")
+    _refused(cli("pipeline", "compile", "--target", "cluster", "--corpus", str(tmp_path / "corpus.jsonl"),
+                 "--out", str(out)), "is not a DVC reference")
+    assert not out.exists()
+
+
+def test_cluster_compile_refuses_a_local_path_or_a_password_left_in_params(tmp_path):
+    out = tmp_path / "p.yaml"
+    done = cli("pipeline", "compile", "--target", "cluster", "--corpus", REFERENCE, "--out", str(out),
+               "--set", f"encoder.name_or_path={tmp_path / 'my-encoder'}")
+    _refused(done, "encoder.name_or_path")
+    assert "path of this machine" in done.stderr
+    done = cli("pipeline", "compile", "--target", "cluster", "--out", str(out),
+               "--corpus", f"dvc://https://bot:{PASSWORD}@git.example/acme/longdoc.git?rev=v1#data/corpus.jsonl")
+    _refused(done, "a URL with a password")
+    assert PASSWORD not in done.stderr
+    assert not out.exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -42,8 +43,9 @@ PROFILE_ENV = "LONGDOC_PROFILE"
 OUT = Path("outputs")
 
 
-def _params(path: Path, overrides: list[str] | None):
-    """params.yaml, with the profile named by ``--profile`` (or LONGDOC_PROFILE) laid over it, then --set."""
+def _params(path: Path, overrides: list[str] | None, extra: dict | None = None):
+    """params.yaml, with the profile named by ``--profile`` (or LONGDOC_PROFILE) laid over it, then --set,
+    then ``extra`` (a command's own options, taken as typed rather than parsed as YAML)."""
     import yaml
 
     from longdoc.config import load_params
@@ -54,7 +56,7 @@ def _params(path: Path, overrides: list[str] | None):
         if not sep:
             raise LongdocError(f"--set expects key=value, got {item!r}")
         parsed[key] = yaml.safe_load(value)
-    return load_params(path, parsed, os.environ.get(PROFILE_ENV) or None)
+    return load_params(path, {**parsed, **(extra or {})}, os.environ.get(PROFILE_ENV) or None)
 
 
 def _console():
@@ -167,8 +169,9 @@ def validate(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
     summary = run(cfg, cfg.data.corpus, out)
     quarantined = (f"{summary['quarantined']} quarantined (see {summary['quarantine_file']})"
                    if summary["quarantined"] else "none quarantined")
+    source = f"; pulled from {summary['data_source']['reference']}" if summary.get("data_source") else ""
     _console().print(f"validation passed: {summary['documents']} documents, {quarantined}, "
-                     f"splits {summary['splits']}", markup=False, soft_wrap=True)
+                     f"splits {summary['splits']}{source}", markup=False, soft_wrap=True)
 
 
 @app.command()
@@ -323,7 +326,9 @@ def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
 
     cfg = _params(params, set_)
     _project_root()
-    if not Path(cfg.data.corpus).exists():
+    from longdoc.data.dvc_source import is_reference
+
+    if not is_reference(cfg.data.corpus) and not Path(cfg.data.corpus).exists():
         raise LongdocError(f"corpus not found: {cfg.data.corpus} (write the demo with `longdoc data demo`)")
     check_tracking_uri(resolve_tracking_uri(cfg.registry.tracking_uri))
     from longdoc.training import check_config
@@ -351,27 +356,53 @@ def _preflight(cfg) -> None:
                          f"(data.on_invalid: quarantine); the validate step writes quarantine.jsonl")
 
 
+class Target(StrEnum):
+    local = "local"
+    cluster = "cluster"
+
+
+TargetOpt = Annotated[Target, typer.Option(
+    "--target", help="local: this machine's paths and MLflow URI, for `longdoc run`; cluster: no local path or "
+                     "credential, MLflow from the Secret and caches on the PVC of pipeline.cluster.")]
+CorpusOpt = Annotated[str | None, typer.Option(
+    "--corpus", help="The corpus the pipeline reads: with --target cluster a DVC reference "
+                     "dvc://<git url>?rev=<rev>#<path> (default: pipeline.cluster.corpus); locally a path or a "
+                     "reference (default: data.corpus).")]
+
+
+def _pipeline_params(params: Path, set_: list[str] | None, target: Target, corpus: str | None):
+    key = "pipeline.cluster.corpus" if target is Target.cluster else "data.corpus"
+    return _params(params, set_, {key: corpus} if corpus is not None else None)
+
+
 @pipeline_app.command("compile")
 def pipeline_compile(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
-                     out: Path = OUT / "longdoc_pipeline.yaml") -> None:
+                     target: TargetOpt = Target.local, corpus: CorpusOpt = None,
+                     out: Annotated[Path | None, typer.Option(help="Default: outputs/longdoc_pipeline.yaml, "
+                                                                   "outputs/longdoc_pipeline.cluster.yaml for a "
+                                                                   "cluster.")] = None) -> None:
     """Write the pipeline's IR YAML (for the Kubeflow UI or `kfp run create`)."""
+    out = out or OUT / ("longdoc_pipeline.cluster.yaml" if target is Target.cluster else "longdoc_pipeline.yaml")
     if out.suffix not in (".yaml", ".yml"):
         raise LongdocError(f"--out {out}: the compiled pipeline must end with .yaml")
     _project_root()
     from pipelines.runner import compile_pipeline
 
-    _console().print(f"compiled {compile_pipeline(_params(params, set_), out)}")
+    cfg = _pipeline_params(params, set_, target, corpus)
+    _console().print(f"compiled {compile_pipeline(cfg, out, target.value)} (target {target.value})")
 
 
 @pipeline_app.command("submit")
 def pipeline_submit(host: Annotated[str, typer.Option(help="Kubeflow Pipelines endpoint URL.")],
                     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
-                    experiment: str | None = None) -> None:
-    """Submit the pipeline to a Kubeflow Pipelines cluster."""
+                    experiment: str | None = None, target: TargetOpt = Target.cluster,
+                    corpus: CorpusOpt = None) -> None:
+    """Submit the pipeline to a Kubeflow Pipelines cluster, compiled as `pipeline compile --target cluster`."""
     _project_root()
     from pipelines.runner import submit
 
-    _console().print(f"submitted run {submit(_params(params, set_), host, experiment)}")
+    cfg = _pipeline_params(params, set_, target, corpus)
+    _console().print(f"submitted run {submit(cfg, host, experiment, target.value)}")
 
 
 @app.command()

@@ -21,8 +21,22 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _check_reference(corpus: str) -> str:
+    """A ``dvc://`` corpus must parse (repository, rev, path) before any compute; a path is checked when read."""
+    from longdoc.data.dvc_source import is_reference, parse_reference
+
+    if is_reference(corpus):
+        try:
+            parse_reference(corpus)
+        except LongdocError as err:
+            raise ValueError(str(err)) from None
+    return corpus
+
+
 class DataParams(_Section):
-    corpus: str = Field("data/corpus.jsonl", description="Corpus file (JSONL) or folder of <label>/*.txt.")
+    corpus: str = Field("data/corpus.jsonl", description="Corpus file (JSONL) or folder of <label>/*.txt, or a DVC "
+                                                          "reference dvc://<repo>?rev=<rev>#<path> pulled from the "
+                                                          "repository's DVC remote (longdoc.data.dvc_source).")
     seed: int = 13
     val_fraction: float = Field(0.1, ge=0.0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0.0, lt=0.5)
@@ -34,6 +48,11 @@ class DataParams(_Section):
                                   "excluded and listed in quarantine.jsonl.")
     max_invalid_fraction: float = Field(
         0.05, ge=0, le=1, description="Quarantine fails the run when more than this share of documents is invalid.")
+
+    @field_validator("corpus")
+    @classmethod
+    def _reference_parses(cls, corpus: str) -> str:
+        return _check_reference(corpus)
 
 
 class EncoderParams(_Section):
@@ -218,6 +237,71 @@ class GpuParams(_Section):
     tolerations: list[Toleration] = Field(default_factory=list)
 
 
+K8S_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"  # a Secret or PVC name (RFC 1123 label)
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+TRACKING_URI_KEY = "MLFLOW_TRACKING_URI"
+
+
+class ClusterParams(_Section):
+    """What ``longdoc pipeline compile --target cluster`` (and ``submit``) put into the pods instead of this
+    machine's paths and credentials: a Secret for MLflow, a volume for caches and checkpoints, a DVC corpus."""
+
+    secret: str = Field("longdoc-mlflow", pattern=K8S_NAME, description="Kubernetes Secret holding the MLflow "
+                                                                         "tracking URI (and credentials).")
+    secret_keys: list[str] = Field(
+        [TRACKING_URI_KEY], min_length=1,
+        description="Keys of the Secret set as environment variables of the tasks that talk to MLflow; each must "
+                    "exist in the Secret (a missing one keeps the pod from starting). Add MLFLOW_TRACKING_USERNAME, "
+                    "MLFLOW_TRACKING_PASSWORD or AWS_* keys when the server or its artifact store needs them.")
+    data_secret_keys: list[str] = Field(
+        default_factory=list, description="Keys of the same Secret given to the validate task, which pulls the corpus "
+                                          "(e.g. AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY for an S3 DVC remote).")
+    pvc: str = Field("longdoc-cache", pattern=K8S_NAME, description="PersistentVolumeClaim (ReadWriteMany) mounted "
+                                                                     "by the training and evaluation tasks.")
+    mount_path: str = Field("/mnt/longdoc", description="Where the PVC is mounted: embedding cache and training "
+                                                        "checkpoints live under it.")
+    workdir: str = Field("/app", description="The image's WORKDIR (Dockerfile): relative paths such as "
+                                             "serving.service_dir are taken inside it.")
+    corpus: str | None = Field(None, description="The corpus the cluster reads: a DVC reference dvc://<git url>?rev="
+                                                 "<rev>#<path> (a path of this machine means nothing in a pod).")
+    train_retries: int = Field(1, ge=0, description="Retries of a training task (a preempted GPU node): a retry "
+                                                    "resumes from its checkpoints on the PVC.")
+
+    @field_validator("secret_keys", "data_secret_keys")
+    @classmethod
+    def _env_names(cls, keys: list[str]) -> list[str]:
+        import re
+
+        bad = [k for k in keys if not re.match(ENV_NAME, k)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an environment variable name")
+        if len(set(keys)) != len(keys):
+            raise ValueError("a key is listed twice")
+        return keys
+
+    @field_validator("secret_keys")
+    @classmethod
+    def _tracking_uri_first(cls, keys: list[str]) -> list[str]:
+        if TRACKING_URI_KEY not in keys:
+            raise ValueError(f"must include {TRACKING_URI_KEY}: the pods take the tracking URI from the Secret")
+        return keys
+
+    @field_validator("mount_path", "workdir")
+    @classmethod
+    def _absolute_in_the_pod(cls, path: str) -> str:
+        if not path.startswith("/") or ".." in path.split("/"):
+            raise ValueError(f"{path!r} must be an absolute path inside the pod, without '..'")
+        return path.rstrip("/") or "/"
+
+    @field_validator("corpus")
+    @classmethod
+    def _a_reference(cls, corpus: str | None) -> str | None:
+        if corpus is not None and not corpus.startswith("dvc://"):
+            raise ValueError(f"{corpus!r} is not a DVC reference (dvc://<git url>?rev=<rev>#<path>): a pod cannot "
+                             "read this machine's files")
+        return corpus if corpus is None else _check_reference(corpus)
+
+
 class PipelineParams(_Section):
     name: str = "longdoc"
     gpu: GpuParams = GpuParams()
@@ -225,6 +309,10 @@ class PipelineParams(_Section):
     local_parallelism: int = Field(1, ge=0, description="Variants trained at once by `longdoc run` (0: all).")
     image: str = "ghcr.io/longdoc/longdoc:0.1.0"
     pipeline_root: str = "outputs/kfp"
+    cluster: ClusterParams = ClusterParams()
+    work_dir: str | None = Field(None, description="Where training tasks write (checkpoints, then the model) before "
+                                                   "handing the folder over as their output; set on a cluster to the "
+                                                   "PVC so a retried pod resumes (null: straight into the output).")
 
 
 class Params(_Section):

@@ -45,6 +45,7 @@ class Lineage:
     pipeline_run_id: str = "local"
     dvc_md5: str = "untracked"
     quarantined: int = 0
+    data_source: str = ""  # the commit-pinned dvc:// reference the corpus was pulled from; "" for a path
 
 
 @dataclass
@@ -194,7 +195,8 @@ def _learning_tags(summary: dict | None) -> dict[str, str]:
 def _lineage_tags(params: Params, lineage: Lineage) -> dict[str, str]:
     return {"data_version": lineage.data_version, "dvc_md5": lineage.dvc_md5, "corpus_sha256": lineage.corpus_sha256,
             "git_commit": lineage.git_commit, "params_hash": params_hash(params),
-            "pipeline_run_id": lineage.pipeline_run_id, "quarantined_docs": str(lineage.quarantined)}
+            "pipeline_run_id": lineage.pipeline_run_id, "quarantined_docs": str(lineage.quarantined),
+            **({"data_source": lineage.data_source} if lineage.data_source else {})}
 
 
 def registration_json(reg: Registration) -> str:

@@ -21,12 +21,27 @@ CORPUS_FILE = "corpus.parquet"
 def validate(params: Params, corpus_path: str | Path, out_dir: Path) -> dict:
     """Read, slice and split the corpus, apply the data-quality policy, write the kept corpus and the report.
 
+    ``corpus_path`` is a path or a DVC reference (``dvc://<repo>?rev=<rev>#<path>``, see
+    :mod:`longdoc.data.dvc_source`): a reference is pulled from the repository's DVC remote into
+    ``out_dir`` first, so the CLI, ``dvc repro`` and every pipeline pod read the same bytes, and the
+    summary records where they came from.
+
     The report (and the quarantine file, when documents were excluded) is written before the policy
     may stop the run, so a refused run leaves behind what the user must fix; no later stage runs.
     """
+    from longdoc.data.dvc_source import materialise
+
+    with materialise(corpus_path, out_dir) as source:
+        summary = _validate_file(params, source.path, out_dir)
+        summary.update({"dvc_md5": source.dvc_md5, "data_source": source.reference})
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _validate_file(params: Params, corpus_path: Path, out_dir: Path) -> dict:
     from longdoc.data.corpus import read_corpus
     from longdoc.data.splits import slice_and_split
-    from longdoc.data.versioning import corpus_version, file_sha256, tracked_dvc_version
+    from longdoc.data.versioning import corpus_version, file_sha256
     from longdoc.validation import PolicyError, apply_policy
 
     frame = slice_and_split(read_corpus(corpus_path), params.data)
@@ -41,13 +56,11 @@ def validate(params: Params, corpus_path: str | Path, out_dir: Path) -> dict:
     quarantine_file = result.write(out_dir)
     kept = result.kept
     kept.to_parquet(out_dir / CORPUS_FILE, index=False)
-    summary = {"documents": len(kept), "corpus_sha256": file_sha256(corpus_path),
-               "splits": kept["split"].value_counts().to_dict(), "labels": sorted(kept["label"].unique()),
-               "quarantined": len(result.quarantined),
-               "quarantine_file": str(quarantine_file) if quarantine_file else None,
-               "data_version": corpus_version(kept), "dvc_md5": tracked_dvc_version(corpus_path)}
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    return {"documents": len(kept), "corpus_sha256": file_sha256(corpus_path),
+            "splits": kept["split"].value_counts().to_dict(), "labels": sorted(kept["label"].unique()),
+            "quarantined": len(result.quarantined),
+            "quarantine_file": str(quarantine_file) if quarantine_file else None,
+            "data_version": corpus_version(kept)}
 
 
 def read_validated(corpus_dir: Path) -> pd.DataFrame:
@@ -67,10 +80,11 @@ def chunk(params: Params, corpus_dir: Path, out_dir: Path) -> dict:
     return stats
 
 
-def train_encoder(params: Params, chunk_dir: Path, out_dir: Path) -> dict:
+def train_encoder(params: Params, chunk_dir: Path, out_dir: Path, work_key: str | None = None) -> dict:
     """Stage 1 of two-stage training: the encoder fine-tuned once, its chunk vectors cached.
 
     With ``train.two_stage`` off it only records that, so the pipeline and dvc.yaml keep one shape.
+    ``work_key``: see :func:`on_work_volume`.
     """
     from longdoc.training import train_encoder as run_stage1
 
@@ -79,7 +93,39 @@ def train_encoder(params: Params, chunk_dir: Path, out_dir: Path) -> dict:
         summary = {"stage": 1, "skipped": "train.two_stage is false: every variant starts from the pretrained encoder"}
         (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
         return summary
-    return run_stage1(chunk_dir, params, out_dir)
+    return on_work_volume(params, "stage1", work_key, out_dir, lambda folder: run_stage1(chunk_dir, params, folder))
+
+
+def work_folder(params: Params, name: str, work_key: str | None) -> Path | None:
+    """The training folder on ``pipeline.work_dir`` (a cluster's PVC), or None to train into the output.
+
+    Named by the task's inputs (``work_key``: its input artifacts' URIs) and params, so a retried pod
+    finds its own checkpoints and no other run's.
+    """
+    import hashlib
+
+    if not params.pipeline.work_dir or work_key is None:
+        return None
+    digest = hashlib.sha256(json.dumps([name, work_key, params.model_dump(mode="json")]).encode()).hexdigest()
+    return Path(params.pipeline.work_dir) / f"{name}-{digest[:16]}"
+
+
+def on_work_volume(params: Params, name: str, work_key: str | None, out_dir: Path, run) -> dict:
+    """Run ``run(folder)`` in :func:`work_folder` and hand everything but the checkpoints over to ``out_dir``.
+
+    On a cluster the output folder is the pod's own disk until the task ends, so a preempted pod
+    would lose its checkpoints; on the PVC they survive for the retry. The folder is removed once
+    handed over, so the volume holds only unfinished trainings.
+    """
+    import shutil
+
+    folder = work_folder(params, name, work_key)
+    if folder is None:
+        return run(out_dir)
+    summary = run(folder)
+    shutil.copytree(folder, out_dir, ignore=shutil.ignore_patterns("checkpoints"), dirs_exist_ok=True)
+    shutil.rmtree(folder)
+    return summary
 
 
 def encoder_start(params: Params, variant: str, encoder_dir: Path | None) -> Path | None:
@@ -92,10 +138,14 @@ def encoder_start(params: Params, variant: str, encoder_dir: Path | None) -> Pat
     return encoder_dir
 
 
-def train(params: Params, variant: str, chunk_dir: Path, out_dir: Path, encoder_dir: Path | None = None) -> dict:
+def train(params: Params, variant: str, chunk_dir: Path, out_dir: Path, encoder_dir: Path | None = None,
+          work_key: str | None = None) -> dict:
+    """Train one variant into ``out_dir`` (through the work volume on a cluster: :func:`on_work_volume`)."""
     from longdoc.training import train as run_training
 
-    return run_training(chunk_dir, params, variant, out_dir, encoder_from=encoder_start(params, variant, encoder_dir))
+    start = encoder_start(params, variant, encoder_dir)
+    return on_work_volume(params, variant, work_key, out_dir,
+                          lambda folder: run_training(chunk_dir, params, variant, folder, encoder_from=start))
 
 
 def evaluate(params: Params, model_dir: Path, corpus_dir: Path, out_dir: Path) -> dict:
@@ -113,8 +163,9 @@ def _lineage(corpus_dir: Path, git_commit: str, pipeline_run_id: str):
     from longdoc.registry import Lineage
 
     summary = _corpus_summary(corpus_dir)
+    source = summary.get("data_source") or {}
     return Lineage(summary["data_version"], summary["corpus_sha256"], git_commit, pipeline_run_id,
-                   summary["dvc_md5"], int(summary["quarantined"]))
+                   summary["dvc_md5"], int(summary["quarantined"]), source.get("reference", ""))
 
 
 def _server(params: Params, doing: str):

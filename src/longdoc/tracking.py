@@ -17,9 +17,17 @@ from longdoc.errors import LongdocError
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
+# ``registry.tracking_uri`` in a pipeline compiled for a cluster: the URI (and any credentials) come from
+# the pod's environment, set from a Kubernetes Secret, so the compiled YAML holds neither.
+FROM_ENVIRONMENT = "env:MLFLOW_TRACKING_URI"
+
 
 def resolve_tracking_uri(configured: str) -> str:
     uri = os.environ.get("MLFLOW_TRACKING_URI") or configured
+    if uri == FROM_ENVIRONMENT:
+        raise LongdocError(f"registry.tracking_uri is {FROM_ENVIRONMENT!r} but MLFLOW_TRACKING_URI is not set: on "
+                           "a cluster it comes from the Secret named by pipeline.cluster.secret (key "
+                           "MLFLOW_TRACKING_URI); elsewhere export it or set registry.tracking_uri")
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         uri = "sqlite:///" + str(Path(uri.removeprefix("sqlite:///")).resolve())
     return uri

@@ -1,0 +1,209 @@
+"""A corpus named by version: ``dvc://<repo>?rev=<rev>#<path>``, pulled from the repository's DVC remote.
+
+A path names whatever bytes lie there today; a reference names the corpus a git revision of a DVC
+repository tracks, which any machine that can reach the repository and its remote gets back
+bit for bit: a Kubeflow pod, a colleague's laptop, ``dvc repro`` next year. The validate stage
+materialises a reference into its own folder and validates the file as usual, recording the
+reference with the resolved commit and DVC's md5 from that revision.
+
+Syntax (``remote`` is optional; ``rev`` and ``#path`` are not)::
+
+    dvc://https://github.com/acme/longdoc.git?rev=v1.2#data/corpus.jsonl
+    dvc://git@github.com:acme/longdoc.git?rev=3f2c1e0#data/corpus.jsonl
+    dvc:///srv/git/longdoc?rev=main&remote=store#data/corpus.jsonl    (a path: three slashes)
+
+- ``repo``: anything ``git clone`` (and DVC) accepts: a URL or a path to a git repository.
+- ``rev``: a tag, branch or commit. Required: without it a local repository means its working tree,
+  which is no version. Prefer a tag or a commit: a branch moves (the commit it resolved to is
+  recorded either way, in the validate summary and on every model).
+- ``remote``: a DVC remote of that repository; default: its default remote.
+- ``path``: the file (or ``<label>/*.txt`` folder) relative to the repository root.
+
+Only ``dvc`` is imported, and only when a reference is fetched: a plain path costs nothing.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+from urllib.parse import parse_qs
+
+import yaml
+
+from longdoc.data.versioning import UNTRACKED
+from longdoc.errors import LongdocError
+from longdoc.tracking import redact  # a token in a git URL is shown and recorded as bot:***@
+
+SCHEME = "dvc://"
+QUERY_KEYS = ("rev", "remote")
+FETCH_DIR = ".dvc-source"  # inside the validate stage's folder; removed once the corpus is validated
+
+
+@dataclass(frozen=True)
+class DvcReference:
+    repo: str
+    path: str
+    rev: str
+    remote: str | None = None
+
+    def __str__(self) -> str:
+        """The reference as written, its password (if any) redacted."""
+        query = "&".join(f"{key}={value}" for key in QUERY_KEYS if (value := getattr(self, key)))
+        return redact(f"{SCHEME}{self.repo}{'?' + query if query else ''}#{self.path}")
+
+    def pinned(self, commit: str) -> DvcReference:
+        """The same reference at the commit ``rev`` resolved to: what a rerun must ask for."""
+        return DvcReference(self.repo, self.path, commit, self.remote)
+
+
+@dataclass(frozen=True)
+class CorpusSource:
+    """The file the stage reads, DVC's md5 for it and, for a reference, where it came from."""
+
+    path: Path
+    dvc_md5: str
+    reference: dict | None = None  # repo, rev, remote, path, commit and the commit-pinned reference
+
+
+def is_reference(corpus: str | Path) -> bool:
+    return isinstance(corpus, str) and corpus.startswith(SCHEME)
+
+
+def parse_reference(text: str) -> DvcReference:
+    """Split ``dvc://REPO[?rev=REV&remote=NAME]#PATH``; a malformed reference says what is wrong."""
+    try:
+        return _parse(text)
+    except LongdocError as err:
+        raise LongdocError(redact(str(err))) from None
+
+
+def _parse(text: str) -> DvcReference:
+    if not text.startswith(SCHEME):
+        raise LongdocError(f"{text!r} is not a DVC reference: expected {SCHEME}<repo>?rev=<rev>#<path>")
+    rest, sep, path = text[len(SCHEME):].rpartition("#")
+    if not sep or not path.strip():
+        raise LongdocError(f"DVC reference {text!r} names no file: end it with #<path in the repository>, "
+                           "e.g. #data/corpus.jsonl")
+    repo, query = rest, {}
+    if "?" in rest:
+        repo, _, raw_query = rest.rpartition("?")
+        query = parse_qs(raw_query, keep_blank_values=True)
+        unknown = sorted(set(query) - set(QUERY_KEYS))
+        if unknown or any(len(v) != 1 or not v[0] for v in query.values()):
+            raise LongdocError(f"DVC reference {text!r}: the query may set rev=<git rev> and remote=<DVC remote> "
+                               f"once each, with a value (got {raw_query!r})")
+    if not repo:
+        raise LongdocError(f"DVC reference {text!r} names no repository: {SCHEME}<git url or path>?rev=...#...")
+    if "rev" not in query:
+        raise LongdocError(f"DVC reference {text!r} names no version: add ?rev=<tag, branch or commit> (without it "
+                           "a local repository would mean its working tree, which is no version)")
+    posix = PurePosixPath(path)
+    if posix.is_absolute() or ".." in posix.parts:
+        raise LongdocError(f"DVC reference {text!r}: the path must be relative to the repository root, "
+                           f"without '..' (got {path!r})")
+    return DvcReference(repo, str(posix), query["rev"][0], query.get("remote", [None])[0])
+
+
+def _why(err: BaseException) -> str:
+    """The most specific message along the exception's causes (DVC wraps git's in 'SCM error')."""
+    messages, link = [], err
+    while link is not None:
+        text = str(link).strip()
+        if text and text not in messages:
+            messages.append(text)
+        link = link.__cause__ or link.__context__
+    return redact("; ".join(messages) or type(err).__name__)
+
+
+def _open(ref: DvcReference):
+    """The repository at the revision, as DVC's file system (git-tracked and DVC-tracked files alike)."""
+    from dvc.api import DVCFileSystem
+    from dvc.scm import CloneError, RevError
+
+    try:
+        fs = DVCFileSystem(ref.repo, rev=ref.rev, remote=ref.remote)
+        fs.repo  # noqa: B018  (opening is lazy: clone and resolve the revision now, to name what failed)
+    except RevError as err:
+        raise LongdocError(f"DVC reference {ref}: unknown git revision {ref.rev!r} ({_why(err)})") from None
+    except CloneError as err:
+        raise LongdocError(f"DVC reference {ref}: the repository {redact(ref.repo)!r} cannot be reached or is not "
+                           f"a git repository ({_why(err)})") from None
+    except Exception as err:  # noqa: BLE001  (dvc raises many types; the user needs the reference and why)
+        raise LongdocError(f"DVC reference {ref}: cannot open the repository: {_why(err)}") from None
+    return fs
+
+
+def tracked_md5(fs, path: str) -> str:
+    """DVC's md5 for ``path`` at this revision: from the nearest ``.dvc`` file whose output holds it
+    (``data.dvc`` for ``data/corpus.jsonl``, as :func:`longdoc.data.versioning.tracked_dvc_version` does
+    for a local corpus), else the md5 DVC records for the path itself (an output of a dvc.yaml stage),
+    else ``untracked`` (a file committed to git itself, whose version is the commit)."""
+    target = PurePosixPath(path)
+    for candidate in [target, *target.parents]:
+        if str(candidate) == ".":
+            break
+        dvc_file = f"{candidate}.dvc"
+        if not fs.isfile(dvc_file):
+            continue
+        base = PurePosixPath(dvc_file).parent
+        for out in (yaml.safe_load(fs.read_text(dvc_file)) or {}).get("outs") or []:
+            tracked = base / str(out.get("path", ""))
+            if (tracked == target or tracked in target.parents) and out.get("md5"):
+                return str(out["md5"])
+    return str(fs.info(path).get("md5") or UNTRACKED)
+
+
+def _remote_hint(ref: DvcReference, commit: str) -> str:
+    remote = f"remote {ref.remote!r}" if ref.remote else "the default remote"
+    return f"is {remote} configured in the repository, and was `dvc push` run at commit {commit[:12]}?"
+
+
+def fetch(ref: DvcReference, dest_dir: Path) -> CorpusSource:
+    """Pull the referenced file (or folder) from the DVC remote into ``dest_dir``.
+
+    Each failure names the reference and the step: the repository, the revision, the path at that
+    revision, or the data in the remote (committed but never pushed is the usual one).
+    """
+    fs = _open(ref)
+    commit = fs.repo.get_rev()
+    try:
+        is_dir = fs.info(ref.path)["type"] == "directory"
+    except FileNotFoundError:
+        raise LongdocError(f"DVC reference {ref}: no {ref.path!r} in the repository at {ref.rev} "
+                           f"(commit {commit[:12]})") from None
+    except Exception as err:  # noqa: BLE001  (a tracked folder whose listing is not in the remote, a bad remote)
+        raise LongdocError(f"DVC reference {ref}: cannot list {ref.path!r} ({_why(err)}); "
+                           f"{_remote_hint(ref, commit)}") from None
+    md5 = tracked_md5(fs, ref.path)
+    shutil.rmtree(dest_dir, ignore_errors=True)
+    dest_dir.mkdir(parents=True)
+    local = dest_dir / PurePosixPath(ref.path).name
+    try:
+        if is_dir:
+            fs.get(ref.path, str(local), recursive=True)
+        else:
+            fs.get_file(ref.path, str(local))
+    except Exception as err:  # noqa: BLE001
+        raise LongdocError(f"DVC reference {ref}: {ref.path!r} (DVC md5 {md5}) cannot be pulled ({_why(err)}); "
+                           f"{_remote_hint(ref, commit)}") from None
+    record = {**asdict(ref), "repo": redact(ref.repo), "commit": commit, "reference": str(ref.pinned(commit))}
+    return CorpusSource(local, md5, record)
+
+
+@contextmanager
+def materialise(corpus: str | Path, work_dir: Path) -> Iterator[CorpusSource]:
+    """The corpus as a local path: a plain path as it is, a DVC reference pulled into ``work_dir``
+    (and removed afterwards: the validated corpus is what later stages read)."""
+    if not is_reference(corpus):
+        from longdoc.data.versioning import tracked_dvc_version
+
+        yield CorpusSource(Path(corpus), tracked_dvc_version(corpus))
+        return
+    dest = work_dir / FETCH_DIR
+    try:
+        yield fetch(parse_reference(str(corpus)), dest)
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
