@@ -186,7 +186,13 @@ def train_encoder(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, 
     """Stage 1 of two-stage training: fine-tune the encoder once (chunk classifier), cache its chunk vectors."""
     from longdoc.stages import train_encoder as run
 
-    _console().print(run(_params(params, set_), chunks, out))
+    _print_summary(run(_params(params, set_), chunks, out))
+
+
+def _print_summary(summary: dict) -> None:
+    """Under torchrun only rank 0 prints: the other ranks' summaries lack the validation that rank 0 alone runs."""
+    if os.environ.get("RANK", "0") == "0":
+        _console().print(summary)
 
 
 @app.command()
@@ -200,7 +206,7 @@ def train(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, chunks: 
 
     cfg = _params(params, set_)
     name = variant or cfg.train.variants[0]
-    _console().print(run(cfg, name, chunks, out or OUT / "train" / name, encoder_from))
+    _print_summary(run(cfg, name, chunks, out or OUT / "train" / name, encoder_from))
 
 
 @app.command()

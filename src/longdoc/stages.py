@@ -72,13 +72,16 @@ def train_encoder(params: Params, chunk_dir: Path, out_dir: Path) -> dict:
 
     With ``train.two_stage`` off it only records that, so the pipeline and dvc.yaml keep one shape.
     """
-    from longdoc.training import train_encoder as run_stage1
-
     if not params.train.two_stage:
         out_dir.mkdir(parents=True, exist_ok=True)
         summary = {"stage": 1, "skipped": "train.two_stage is false: every variant starts from the pretrained encoder"}
         (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
         return summary
+    nproc = params.train.for_stage1().nproc_per_node
+    if _launch(params, nproc, ["train-encoder", "--chunks", str(chunk_dir), "--out", str(out_dir)]):
+        return _read_summary(out_dir)
+    from longdoc.training import train_encoder as run_stage1
+
     return run_stage1(chunk_dir, params, out_dir)
 
 
@@ -93,9 +96,35 @@ def encoder_start(params: Params, variant: str, encoder_dir: Path | None) -> Pat
 
 
 def train(params: Params, variant: str, chunk_dir: Path, out_dir: Path, encoder_dir: Path | None = None) -> dict:
+    """Train one variant, in ``train.nproc_per_node`` processes (see :func:`_launch`)."""
+    encoder_from = encoder_start(params, variant, encoder_dir)
+    command = ["train", "--variant", variant, "--chunks", str(chunk_dir), "--out", str(out_dir)]
+    if encoder_dir is not None:
+        command += ["--encoder-from", str(encoder_dir)]
+    if _launch(params, params.train.for_variant(variant).nproc_per_node, command):
+        return _read_summary(out_dir)
     from longdoc.training import train as run_training
 
-    return run_training(chunk_dir, params, variant, out_dir, encoder_from=encoder_start(params, variant, encoder_dir))
+    return run_training(chunk_dir, params, variant, out_dir, encoder_from=encoder_from)
+
+
+def _launch(params: Params, nproc_per_node: int, command: list[str]) -> bool:
+    """With ``nproc_per_node`` > 1 outside torchrun, run ``longdoc COMMAND`` under torchrun and return True
+    when it is done; otherwise False, and this process trains (alone, or as one rank of a torchrun it is in).
+
+    Here rather than in the CLI, so the CLI, ``dvc repro`` and the kfp component all get it.
+    """
+    from longdoc.distributed import needs_launch, relaunch
+
+    if not needs_launch(nproc_per_node):
+        return False
+    relaunch(params, nproc_per_node, command)
+    return True
+
+
+def _read_summary(out_dir: Path) -> dict:
+    """The training summary rank 0 wrote: what a stage run under torchrun returns to its caller."""
+    return json.loads((out_dir / "train_summary.json").read_text())
 
 
 def evaluate(params: Params, model_dir: Path, corpus_dir: Path, out_dir: Path) -> dict:
