@@ -1,4 +1,5 @@
-"""Several processes train like one: torchrun on CPU (gloo) against one process at the same global batch."""
+"""Several processes train like one: torchrun on CPU (gloo) against one process at the same global batch,
+and the Kubeflow Trainer manifest that runs the same training on several nodes."""
 
 import json
 import os
@@ -6,10 +7,11 @@ import signal
 import subprocess
 
 import pytest
+import yaml
 from safetensors.torch import load_file
 
 from longdoc.errors import LongdocError
-from tests.conftest import ROOT, set_args, train_command
+from tests.conftest import ROOT, cli, set_args, train_command
 
 # A head on the packaged encoder's frozen chunk vectors (mean_pool): real trainable parameters, seconds per
 # run, and a per-document loss (a chunk-level loss is a mean per rank, which DDP's gradient average does not
@@ -82,3 +84,41 @@ def test_inside_torchrun_training_does_not_start_torchrun_again(monkeypatch):
     assert not needs_launch(4)
     monkeypatch.delenv("WORLD_SIZE")
     assert needs_launch(2) and not needs_launch(1)
+
+
+def test_trainjob_runs_the_variant_under_torchrun_on_several_nodes(tmp_path):
+    out = tmp_path / "trainjob.yaml"
+    overrides = {"pipeline.image": "registry.example/longdoc:test", "train.batch_size": 8, "train.two_stage": True}
+    done = cli("pipeline", "trainjob", "--variant", "attention", "--nodes", "3", "--nproc-per-node", "4",
+               "--out", str(out), *set_args(overrides))
+    assert done.returncode == 0, done.stderr
+    job = yaml.safe_load(out.read_text())
+    assert (job["apiVersion"], job["kind"]) == ("trainer.kubeflow.org/v1alpha1", "TrainJob")
+    assert job["metadata"]["name"] == "longdoc-attention"
+    assert job["spec"]["runtimeRef"] == {"name": "torch-distributed"}
+    trainer = job["spec"]["trainer"]
+    assert (trainer["numNodes"], trainer["numProcPerNode"]) == (3, 4)
+    assert trainer["image"] == "registry.example/longdoc:test"
+    assert trainer["resourcesPerNode"] == {"limits": {"nvidia.com/gpu": 4}}  # one GPU per process
+    command = trainer["command"]
+    # torchrun once, from the runtime's PET_* variables; inside it `longdoc train` sees WORLD_SIZE and trains
+    assert command[:4] == ["torchrun", "--module", "longdoc", "train"] and command.count("torchrun") == 1
+    flags = dict(zip(command[4::2], command[5::2], strict=False))
+    assert flags["--variant"] == "attention" and flags["--out"] == "outputs/train/attention"
+    assert flags["--encoder-from"] == "outputs/encoder"  # two-stage: the variant starts from stage 1
+    # the pods train on the params the manifest was made from, read back the way the CLI reads --set
+    from longdoc.cli import _params
+
+    sent = _params(ROOT / "params.yaml", [command[i + 1] for i, arg in enumerate(command) if arg == "--set"])
+    assert sent.train.batch_size == 8 and sent.pipeline.image == "registry.example/longdoc:test"
+
+
+def test_trainjob_on_cpu_nodes_asks_for_no_gpu_and_refuses_a_bad_name():
+    from longdoc.cluster import trainjob
+    from longdoc.config import load_params
+
+    params = load_params(ROOT / "params.yaml", {"pipeline.gpu.count": 0, "train.nproc_per_node": 2})
+    trainer = trainjob(params, "head", nodes=2)["spec"]["trainer"]
+    assert trainer["numProcPerNode"] == 2 and "resourcesPerNode" not in trainer
+    with pytest.raises(LongdocError, match="must be a DNS label"):
+        trainjob(params, "head", nodes=2, name="Longdoc_head")
