@@ -19,7 +19,8 @@ from longdoc.errors import LongdocError
 app = typer.Typer(help="Long-document classification: corpus -> kfp pipeline -> MLflow registry -> BentoML.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Put a corpus into data/ (then `dvc add data`).", no_args_is_help=True)
-pipeline_app = typer.Typer(help="Compile the kfp pipeline or submit it to Kubeflow.", no_args_is_help=True)
+pipeline_app = typer.Typer(help="Compile the kfp pipeline or submit it to Kubeflow; write a multi-node TrainJob.",
+                           no_args_is_help=True)
 models_app = typer.Typer(help="The MLflow registry: list versions, promote, roll back, read the audit trail.",
                          no_args_is_help=True)
 
@@ -189,7 +190,13 @@ def train_encoder(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, 
     """Stage 1 of two-stage training: fine-tune the encoder once (chunk classifier), cache its chunk vectors."""
     from longdoc.stages import train_encoder as run
 
-    _console().print(run(_params(params, set_), chunks, out))
+    _print_summary(run(_params(params, set_), chunks, out))
+
+
+def _print_summary(summary: dict) -> None:
+    """Under torchrun only rank 0 prints: the other ranks' summaries lack the validation that rank 0 alone runs."""
+    if os.environ.get("RANK", "0") == "0":
+        _console().print(summary)
 
 
 @app.command()
@@ -203,7 +210,7 @@ def train(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, chunks: 
 
     cfg = _params(params, set_)
     name = variant or cfg.train.variants[0]
-    _console().print(run(cfg, name, chunks, out or OUT / "train" / name, encoder_from))
+    _print_summary(run(cfg, name, chunks, out or OUT / "train" / name, encoder_from))
 
 
 @app.command()
@@ -403,6 +410,31 @@ def pipeline_submit(host: Annotated[str, typer.Option(help="Kubeflow Pipelines e
 
     cfg = _pipeline_params(params, set_, target, corpus)
     _console().print(f"submitted run {submit(cfg, host, experiment, target.value)}")
+
+
+@pipeline_app.command("trainjob")
+def pipeline_trainjob(variant: Annotated[str | None, typer.Option(help="Default: the first of train.variants.")] = None,
+                      nodes: Annotated[int, typer.Option(help="Nodes (pods) training together.")] = 2,
+                      nproc_per_node: Annotated[int | None, typer.Option(
+                          help="Processes per node, one per GPU (default: train.nproc_per_node).")] = None,
+                      name: Annotated[str | None, typer.Option(help="Default: longdoc-<variant>.")] = None,
+                      chunks: Annotated[Path, typer.Option(help="Chunks on a volume every node mounts.")] = OUT
+                      / "chunks",
+                      train_out: Annotated[Path | None, typer.Option(
+                          help="Where the model goes, on that volume (default: outputs/train/<variant>).")] = None,
+                      encoder_from: Annotated[Path, typer.Option(help="The stage-1 folder (with train.two_stage), "
+                                                                      "on that volume.")] = OUT / "encoder",
+                      params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+                      out: Path = OUT / "trainjob.yaml") -> None:
+    """Write a Kubeflow Trainer TrainJob (torch-distributed runtime) that trains one variant on several nodes."""
+    from longdoc.cluster import trainjob, write_trainjob
+
+    cfg = _params(params, set_)
+    manifest = trainjob(cfg, variant or cfg.train.variants[0], nodes, nproc_per_node, name, chunks, train_out,
+                        encoder_from)
+    trainer = manifest["spec"]["trainer"]
+    _console().print(f"wrote {write_trainjob(manifest, out)}: {trainer['numNodes']} nodes x "
+                     f"{trainer['numProcPerNode']} processes (kubectl apply -f {out})", markup=False, soft_wrap=True)
 
 
 @app.command()

@@ -97,7 +97,11 @@ class TrainParams(_Section):
                                                           "the stage-1 weights as they are.")
     eval_every: int | None = Field(None, ge=1, description="Validate every N optimizer steps (default: twice per "
                                                            "run and at least once per epoch).")
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(16, ge=1, description="Documents per batch in each process: with several processes "
+                                                  "the global batch is batch_size x their number.")
+    nproc_per_node: int = Field(1, ge=1, description="Processes training one variant on this machine (DDP); above "
+                                                     "1 the training stage starts itself under torchrun, one "
+                                                     "process per GPU (or gloo on CPU).")
     grad_accum: int = Field(1, ge=1)
     lr: float = Field(5e-5, gt=0)
     head_lr: float | None = Field(None, gt=0, description="Learning rate of the non-encoder layers (default: lr).")

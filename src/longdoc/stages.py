@@ -86,14 +86,22 @@ def train_encoder(params: Params, chunk_dir: Path, out_dir: Path, work_key: str 
     With ``train.two_stage`` off it only records that, so the pipeline and dvc.yaml keep one shape.
     ``work_key``: see :func:`on_work_volume`.
     """
-    from longdoc.training import train_encoder as run_stage1
-
     if not params.train.two_stage:
         out_dir.mkdir(parents=True, exist_ok=True)
         summary = {"stage": 1, "skipped": "train.two_stage is false: every variant starts from the pretrained encoder"}
         (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
         return summary
-    return on_work_volume(params, "stage1", work_key, out_dir, lambda folder: run_stage1(chunk_dir, params, folder))
+    return on_work_volume(params, "stage1", work_key, out_dir,
+                          lambda folder: _train_encoder_in(params, chunk_dir, folder))
+
+
+def _train_encoder_in(params: Params, chunk_dir: Path, folder: Path) -> dict:
+    nproc = params.train.for_stage1().nproc_per_node
+    if _launch(params, nproc, ["train-encoder", "--chunks", str(chunk_dir), "--out", str(folder)]):
+        return _read_summary(folder)
+    from longdoc.training import train_encoder as run_stage1
+
+    return run_stage1(chunk_dir, params, folder)
 
 
 def work_folder(params: Params, name: str, work_key: str | None) -> Path | None:
@@ -140,12 +148,41 @@ def encoder_start(params: Params, variant: str, encoder_dir: Path | None) -> Pat
 
 def train(params: Params, variant: str, chunk_dir: Path, out_dir: Path, encoder_dir: Path | None = None,
           work_key: str | None = None) -> dict:
-    """Train one variant into ``out_dir`` (through the work volume on a cluster: :func:`on_work_volume`)."""
+    """Train one variant into ``out_dir``: through the work volume on a cluster (:func:`on_work_volume`), in
+    ``train.nproc_per_node`` processes (:func:`_launch`)."""
+    return on_work_volume(params, variant, work_key, out_dir,
+                          lambda folder: _train_in(params, variant, chunk_dir, folder, encoder_dir))
+
+
+def _train_in(params: Params, variant: str, chunk_dir: Path, folder: Path, encoder_dir: Path | None) -> dict:
+    encoder_from = encoder_start(params, variant, encoder_dir)
+    command = ["train", "--variant", variant, "--chunks", str(chunk_dir), "--out", str(folder)]
+    if encoder_dir is not None:
+        command += ["--encoder-from", str(encoder_dir)]
+    if _launch(params, params.train.for_variant(variant).nproc_per_node, command):
+        return _read_summary(folder)
     from longdoc.training import train as run_training
 
-    start = encoder_start(params, variant, encoder_dir)
-    return on_work_volume(params, variant, work_key, out_dir,
-                          lambda folder: run_training(chunk_dir, params, variant, folder, encoder_from=start))
+    return run_training(chunk_dir, params, variant, folder, encoder_from=encoder_from)
+
+
+def _launch(params: Params, nproc_per_node: int, command: list[str]) -> bool:
+    """With ``nproc_per_node`` > 1 outside torchrun, run ``longdoc COMMAND`` under torchrun and return True
+    when it is done; otherwise False, and this process trains (alone, or as one rank of a torchrun it is in).
+
+    Here rather than in the CLI, so the CLI, ``dvc repro`` and the kfp component all get it.
+    """
+    from longdoc.distributed import needs_launch, relaunch
+
+    if not needs_launch(nproc_per_node):
+        return False
+    relaunch(params, nproc_per_node, command)
+    return True
+
+
+def _read_summary(out_dir: Path) -> dict:
+    """The training summary rank 0 wrote: what a stage run under torchrun returns to its caller."""
+    return json.loads((out_dir / "train_summary.json").read_text())
 
 
 def evaluate(params: Params, model_dir: Path, corpus_dir: Path, out_dir: Path) -> dict:

@@ -39,7 +39,8 @@ STATE_FILE = "trainer_state.pt"
 CHECKPOINT_META = "checkpoint.json"
 KEEP_CHECKPOINTS = 2
 # Settings that do not change what is learned: a checkpoint stays valid when only these differ.
-NOT_SHAPING = {"device", "checkpoint_every", "cache_dir", "variants", "overrides"}
+# nproc_per_node only starts the processes: their number (the world size) is in the fingerprint on its own.
+NOT_SHAPING = {"device", "checkpoint_every", "cache_dir", "variants", "overrides", "nproc_per_node"}
 
 
 @dataclass
@@ -93,13 +94,20 @@ def plan_budget(n_train: int, cfg: TrainParams) -> Budget:
     return Budget(steps, steps_per_epoch, eval_every, int(cfg.warmup_ratio * steps))
 
 
-def training_fingerprint(params: Params, variant: str, cfg: TrainParams, start: str = "pretrained") -> str:
-    """Hash of everything that shapes what a variant learns: a checkpoint of other settings is refused."""
+def training_fingerprint(params: Params, variant: str, cfg: TrainParams, start: str = "pretrained",
+                         world_size: int = 1) -> str:
+    """Hash of everything that shapes what a variant learns: a checkpoint of other settings is refused.
+
+    The world size counts because ``batch_size`` is per process: resuming on another number of processes
+    would change the global batch and the sharding mid-run.
+    """
     import hashlib
 
     shaping = {"variant": variant, "chunking": params.chunking.model_dump(), "encoder": params.encoder.model_dump(),
                "longformer": params.longformer.model_dump(), "start": start,
                "train": cfg.model_dump(exclude=NOT_SHAPING)}
+    if world_size > 1:  # absent for one process, so the fingerprints of existing checkpoints stay valid
+        shaping["world_size"] = world_size
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -163,14 +171,33 @@ def variant_settings(params: Params, cfg: TrainParams, n_labels: int) -> Variant
                            params.longformer.max_tokens, params.longformer.attention_window, cfg.hidden)
 
 
-def epoch_batches(docs: list[Doc], size: int, seed: int | None) -> list[list[Doc]]:
-    """The batches of one epoch; the order depends only on ``seed`` so a resumed run sees the same."""
+def epoch_order(docs: list[Doc], seed: int | None) -> list[Doc]:
+    """The documents in one epoch's order; it depends only on ``seed`` so a resumed run sees the same."""
     if seed is None:
-        order = range(len(docs))
-    else:
-        order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed)).tolist()
-    ordered = [docs[i] for i in order]
+        return list(docs)
+    order = torch.randperm(len(docs), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [docs[i] for i in order]
+
+
+def epoch_batches(docs: list[Doc], size: int, seed: int | None) -> list[list[Doc]]:
+    """The batches of one epoch, in a seeded order (none without ``seed``)."""
+    ordered = epoch_order(docs, seed)
     return [ordered[i : i + size] for i in range(0, len(ordered), size)]
+
+
+def rank_batches(docs: list[Doc], size: int, seed: int, dist: Distributed) -> list[list[Doc]]:
+    """This process's batches of one epoch: ``size`` is per process, the global batch ``size * world_size``.
+
+    Every rank shuffles all the documents the same way, cuts the order into global batches and takes its
+    share of each (``Distributed.shard``), so the ranks' batch i together are exactly batch i of one
+    process at ``batch_size * world_size`` with the same seed: N processes follow the same trajectory as
+    one, up to float rounding. When the documents do not divide by the world size, the epoch's last few in
+    this order are left out, so every rank runs the same number of steps.
+    """
+    ordered = epoch_order(docs, seed)
+    ordered = ordered[: len(ordered) // dist.world_size * dist.world_size]
+    step = size * dist.world_size
+    return [dist.shard(ordered[i : i + step]) for i in range(0, len(ordered), step)]
 
 
 def batcher(model: DocumentClassifier, special: SpecialTokens, device: torch.device):
@@ -387,11 +414,10 @@ def _train(chunk_dir: Path, params: Params, variant: str, cfg: TrainParams, out_
     splits["val"] = limit_per_label(splits["val"], cfg.val_docs_per_label, cfg.seed)
     train_model = dist.wrap(model)
 
-    per_rank = dist.shard(splits["train"])
-    budget = plan_budget(len(per_rank), cfg)
+    budget = plan_budget(len(splits["train"]) // dist.world_size, cfg)
     optimizer = make_optimizer(model, cfg)
     scheduler = _schedule(optimizer, budget.warmup, budget.steps)
-    fingerprint = training_fingerprint(params, variant, cfg, start)
+    fingerprint = training_fingerprint(params, variant, cfg, start, dist.world_size)
     state = LoopState()
     checkpoint = latest_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
@@ -403,12 +429,14 @@ def _train(chunk_dir: Path, params: Params, variant: str, cfg: TrainParams, out_
                                  tokenizer, card, dist)
     started, tokens_at_start = time.perf_counter(), state.tokens
     backward_before = model.encoder.tokens_backward
+    seen: set[str] = set()  # the documents this process trained on (since the start or resume)
     progress = tqdm(total=budget.steps, initial=state.step, desc=f"train {variant} on {device.type}", unit="step",
                     disable=not dist.is_main)
     while state.step < budget.steps and not _stop_early(state, cfg):
         model.train()
-        batches = epoch_batches(per_rank, cfg.batch_size, cfg.seed + state.epoch)
+        batches = rank_batches(splits["train"], cfg.batch_size, cfg.seed + state.epoch, dist)
         for i in range(state.next_batch, len(batches)):
+            seen.update(d.id for d in batches[i])
             batch = make_batch(batches[i])
             target = torch.tensor([d.label for d in batches[i]], device=device)
             last_of_step = (i + 1) % cfg.grad_accum == 0 or i + 1 == len(batches)
@@ -431,6 +459,7 @@ def _train(chunk_dir: Path, params: Params, variant: str, cfg: TrainParams, out_
                                   "lr": scheduler.get_last_lr()[0]})
             if state.step % budget.eval_every == 0 or state.step == budget.steps:
                 validate()
+                state.stale = dist.from_main(state.stale)  # only rank 0 validates; every rank must stop with it
             if state.step % cfg.checkpoint_every == 0 and dist.is_main:
                 save_checkpoint(out_dir, model, tokenizer, card, optimizer, scheduler, state, fingerprint)
             if state.step >= budget.steps or _stop_early(state, cfg):
@@ -440,8 +469,9 @@ def _train(chunk_dir: Path, params: Params, variant: str, cfg: TrainParams, out_
     if dist.is_main and (state.validated_at != state.step or not (out_dir / "model").is_dir()):
         validate()  # e.g. resumed from a checkpoint written at the last step: model/ must still be written
     progress.close()
-    if cache is not None and dist.is_main:
-        cache.flush()
+    if cache is not None:
+        cache.flush()  # every rank: each encoded its own shard's chunks (shard files are per process)
+    ranks = rank_record(seen, model, dist)
     seconds = time.perf_counter() - started
     undertrained, why = learning_check(splits["val"], state, labels)
     summary = {"variant": variant, "device": device.type, "world_size": dist.world_size, "steps": state.step,
@@ -456,7 +486,7 @@ def _train(chunk_dir: Path, params: Params, variant: str, cfg: TrainParams, out_
                # the training cost in one unit for every family: tokens through the encoder with gradients
                "encoder_tokens": state.encoder_tokens * dist.world_size, "start": start, **_stage1_cost(encoder_from),
                "freeze_encoder": cfg.freeze_encoder,
-               "embedding_cache": cache.meta if cache is not None else None}
+               "embedding_cache": cache.meta if cache is not None else None, "data_parallel": ranks}
     if dist.is_main:
         (out_dir / "history.json").write_text(json.dumps(state.history, indent=1))
         (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
@@ -464,6 +494,35 @@ def _train(chunk_dir: Path, params: Params, variant: str, cfg: TrainParams, out_
             print(f"warning: {variant} is undertrained: {why}")
     dist.barrier()
     return summary
+
+
+def weights_digest(model: torch.nn.Module) -> str:
+    """Hash of the trainable weights: DDP replicas that stayed in step have the same one, bit for bit."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            digest.update(name.encode())
+            digest.update(param.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def rank_record(seen: set[str], model: torch.nn.Module, dist: Distributed) -> dict:
+    """What each process trained on and ended with (collective: every rank calls it).
+
+    Shows in the summary that the shards were disjoint and together the data a single process would have
+    read (``docs_sha256`` hashes the union of the ids), and that the replicas ended identical.
+    """
+    import hashlib
+    from collections import Counter
+
+    every = dist.gather({"docs": sorted(seen), "weights": weights_digest(model)})
+    counts = Counter(doc for rank in every for doc in rank["docs"])
+    return {"docs_per_rank": [len(rank["docs"]) for rank in every],
+            "docs_in_several_ranks": sum(1 for n in counts.values() if n > 1),
+            "docs_sha256": hashlib.sha256("\n".join(sorted(counts)).encode()).hexdigest()[:16],
+            "weights_sha256_per_rank": [rank["weights"] for rank in every]}
 
 
 def _stop_early(state: LoopState, cfg: TrainParams) -> bool:
