@@ -16,6 +16,7 @@ written is a harmless gap.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -26,6 +27,7 @@ SEQ_TAG = "audit.seq"
 LEGACY_TAG = "audit"      # before per-change records: one JSON list on the registered model
 _PREFIX = "longdoc.audit."
 _MAX_VALUE = 5000         # MLflow stores a run tag value in at most this many characters (PostgreSQL)
+_EXPERIMENTS: dict[tuple[str, str], str] = {}
 
 
 def who() -> str:
@@ -48,16 +50,26 @@ def experiment_name(name: str) -> str:
     return f"{name}.audit"
 
 
+def _find_experiment(client, name: str) -> str | None:
+    """The audit experiment's id, remembered per store: an experiment id never changes."""
+    key = (client.tracking_uri, name)
+    if key not in _EXPERIMENTS:
+        found = client.get_experiment_by_name(experiment_name(name))
+        if found is None:
+            return None
+        _EXPERIMENTS[key] = found.experiment_id
+    return _EXPERIMENTS[key]
+
+
 def _experiment_id(client, name: str) -> str:
     from mlflow.exceptions import MlflowException
 
-    found = client.get_experiment_by_name(experiment_name(name))
+    found = _find_experiment(client, name)
     if found is not None:
-        return found.experiment_id
-    try:
-        return client.create_experiment(experiment_name(name), tags={"longdoc.audit_of": name})
-    except MlflowException:  # created meanwhile by a change of another alias of the same model
-        return client.get_experiment_by_name(experiment_name(name)).experiment_id
+        return found
+    with contextlib.suppress(MlflowException):  # created meanwhile by a change of another alias of the model
+        client.create_experiment(experiment_name(name), tags={"longdoc.audit_of": name})
+    return _find_experiment(client, name)
 
 
 def _clip(value: str) -> str:
@@ -105,10 +117,10 @@ def _legacy(client, name: str) -> list[dict]:
 
 def records(client, name: str, applied_only: bool = True) -> list[dict]:
     """Every record of the model in order (records from before per-change records first)."""
-    found = client.get_experiment_by_name(experiment_name(name))
+    found = _find_experiment(client, name)
     runs, token = [], None
     while found is not None:
-        page = client.search_runs([found.experiment_id], max_results=1000, page_token=token)
+        page = client.search_runs([found], max_results=1000, page_token=token)
         runs.extend(page)
         token = page.token
         if not token:
@@ -119,9 +131,9 @@ def records(client, name: str, applied_only: bool = True) -> list[dict]:
 
 def unfinished(client, name: str) -> list[tuple[str, dict]]:
     """(run id, record) of changes whose writer died between the record and the read-back."""
-    found = client.get_experiment_by_name(experiment_name(name))
+    found = _find_experiment(client, name)
     if found is None:
         return []
-    runs = client.search_runs([found.experiment_id], filter_string="attributes.status = 'RUNNING'",
+    runs = client.search_runs([found], filter_string="attributes.status = 'RUNNING'",
                               max_results=1000)
     return [(r.info.run_id, _from_run(r)) for r in runs]

@@ -228,7 +228,6 @@ def _versus_champion(client, name: str, chosen, champion, rules: GateParams, cor
 @contextlib.contextmanager
 def _lease(client, name: str, alias: str):
     """Hold ``alias`` of ``name`` for a read-compare-set, first closing what a dead writer left open."""
-    require_model(client, name)
     with alias_lease(client, name, alias, audit.who()):
         _close_unfinished(client, name, alias)
         yield
@@ -236,10 +235,9 @@ def _lease(client, name: str, alias: str):
 
 def _close_unfinished(client, name: str, alias: str) -> None:
     """A record left RUNNING by a writer that died: applied if the alias (or a refusal) says it happened."""
-    holder = current_champion(client, name, alias)
-    for run_id, record in audit.unfinished(client, name):
-        if record["alias"] != alias:
-            continue
+    left_open = [(run_id, record) for run_id, record in audit.unfinished(client, name) if record["alias"] == alias]
+    holder = current_champion(client, name, alias) if left_open else None
+    for run_id, record in left_open:
         applied = record["action"] == "refused" or (holder is not None and str(holder.version) == record["version"])
         where = f"v{holder.version}" if holder is not None else "unset"
         audit.close_record(client, run_id, applied, f"closed by the next change: the alias was at {where}")
