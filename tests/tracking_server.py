@@ -137,18 +137,23 @@ class TeamServer:
     def uri(self) -> str:
         return self.mlflow.uri
 
+    root: Path
+
     @classmethod
-    def start(cls, root: Path | None = None) -> TeamServer:
-        root = root or Path(tempfile.mkdtemp(prefix="longdoc-team-"))
+    def start(cls) -> TeamServer:
+        """In a folder of its own under the system temp dir, not pytest's: pytest makes its base folder
+        private again whenever a pytest session starts, which would lock the postgres user out mid-test."""
+        root = Path(tempfile.mkdtemp(prefix="longdoc-team-"))
         postgres = Postgres(root / "postgres")
         postgres.init()
-        server = cls(postgres, MlflowServer(postgres.uri, root / "artifacts"))
+        server = cls(postgres, MlflowServer(postgres.uri, root / "artifacts"), root)
         server.mlflow.start()
         return server
 
     def stop(self) -> None:
         self.mlflow.stop()
         self.postgres.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
 def available() -> str | None:
