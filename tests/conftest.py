@@ -100,3 +100,65 @@ def tiny_chunks(tmp_path_factory, small_corpus):
 def train_command(tiny_chunks, out, variant="chunk_mean") -> list[str]:
     chunk_dir, args = tiny_chunks
     return [str(BIN / "longdoc"), "train", *args, "--variant", variant, "--chunks", str(chunk_dir), "--out", str(out)]
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log_path: Path, seconds: float = 120) -> None:
+    """Until a served Bento answers /readyz; fail with its log if the server exits or never gets there."""
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        assert proc.poll() is None, log_path.read_text()[-3000:]
+        time.sleep(0.5)
+    pytest.fail(f"{url} did not become ready: {log_path.read_text()[-2000:]}")
+
+
+def race_two_promotions(uri: str, name: str, versions: list[str], data: str) -> list[int | None]:
+    """Promote both ``versions`` at once from two processes (:func:`promote_at_barrier`); their exit codes."""
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    ready, inside = spawn.Barrier(2), spawn.Barrier(2)
+    procs = [spawn.Process(target=promote_at_barrier, args=(uri, name, v, data, ready, inside)) for v in versions]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=300)
+    return [proc.exitcode for proc in procs]
+
+
+def promote_at_barrier(uri: str, name: str, version: str, data: str, ready, inside) -> None:
+    """One promotion in its own process, held at a barrier right after it has read the champion.
+
+    Both processes first meet at ``ready`` (imports done), so they reach the critical section together.
+    Inside it they wait for each other at ``inside``: without mutual exclusion both have read the same
+    champion when they go on, which is the race; with it the second one cannot get in, the first gives up
+    waiting after a few seconds and finishes, and the second then reads the first one's result.
+    """
+    import contextlib
+    import threading
+
+    import mlflow
+
+    from longdoc import promotion
+    from longdoc.config import GateParams
+
+    read_champion = promotion.current_champion
+
+    def read_then_wait(*args, **kwargs):
+        found = read_champion(*args, **kwargs)
+        with contextlib.suppress(threading.BrokenBarrierError):
+            inside.wait(timeout=4)
+        return found
+
+    promotion.current_champion = read_then_wait
+    client = mlflow.MlflowClient(uri, uri)
+    ready.wait(timeout=120)
+    promotion.promote(client, name, version, "champion", f"race {version}", True, data, GateParams())

@@ -8,7 +8,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -16,7 +15,7 @@ import pytest
 import requests
 
 from longdoc.config import load_params
-from tests.conftest import BIN, ROOT, SMALL, cli, set_args
+from tests.conftest import BIN, ROOT, SMALL, cli, set_args, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -183,16 +182,7 @@ def _serve(bento: str, env: dict, log_path: Path):
                             env=full_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(180):
-            try:
-                if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None, log_path.read_text()[-3000:]
-            time.sleep(0.5)
-        else:
-            pytest.fail("bentoml serve did not become ready")
+        wait_ready(url, proc, log_path, seconds=90)
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -18,7 +18,7 @@ from longdoc.models.encoder import ChunkEncoder
 from longdoc.models.io import ModelCard, build_classifier, save_classifier
 from longdoc.promotion import audit_trail, decide, promote, rollback
 from longdoc.registry import Lineage, register
-from tests.conftest import BIN, ROOT
+from tests.conftest import BIN, ROOT, race_two_promotions
 
 LABELS = ["business", "sports"]
 
@@ -172,50 +172,12 @@ def test_manual_promotion_needs_force_and_a_reason_past_the_gate_then_rollback(r
         rollback(client, NAME, "champion", "")  # a was the first champion
 
 
-def _promote_at_barrier(uri: str, version: str, ready, inside) -> None:
-    """One promotion in its own process, held at a barrier right after it has read the champion.
-
-    Both processes first meet at ``ready`` (imports done), so they reach the critical section together.
-    Inside it they wait for each other at ``inside``: without mutual exclusion both have read the same
-    champion when they go on, which is the race; with it the second one cannot get in, the first gives up
-    waiting after a few seconds and finishes, and the second then reads the first one's result.
-    """
-    import contextlib
-    import threading
-
-    import mlflow
-
-    from longdoc import promotion
-
-    read_champion = promotion.current_champion
-
-    def read_then_wait(*args, **kwargs):
-        found = read_champion(*args, **kwargs)
-        with contextlib.suppress(threading.BrokenBarrierError):
-            inside.wait(timeout=4)
-        return found
-
-    promotion.current_champion = read_then_wait
-    params = parse_params({})
-    client = mlflow.MlflowClient(uri, uri)
-    ready.wait(timeout=120)
-    promote(client, NAME, version, "champion", f"race {version}", True, "data-v1", params.registry.gate)
-
-
 def test_two_concurrent_promotions_leave_one_champion_and_a_consistent_trail(registry, model_dirs, tmp_path):
-    import multiprocessing
 
     params, uri, client = registry
     versions = [_candidate(params, model_dirs, tmp_path, 30 + i * 10).version for i in range(3)]
     promote(client, NAME, versions[2], "champion", "first", True, "data-v1", params.registry.gate)
-    spawn = multiprocessing.get_context("spawn")
-    ready, inside = spawn.Barrier(2), spawn.Barrier(2)
-    procs = [spawn.Process(target=_promote_at_barrier, args=(uri, v, ready, inside)) for v in versions[:2]]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=300)
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert race_two_promotions(uri, NAME, versions[:2], "data-v1") == [0, 0]
     trail = [e for e in audit_trail(client, NAME) if e["action"] == "promote"]
     assert len(trail) == 3, trail  # no entry lost
     # serialised: each promotion saw the one before it as the previous champion

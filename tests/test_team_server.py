@@ -21,7 +21,7 @@ from longdoc.config import GateParams
 from longdoc.errors import LongdocError
 from longdoc.lease import LEASE_PREFIX
 from longdoc.registry import TAGGED_METRICS
-from tests.conftest import BIN, ROOT, SMALL, cli, set_args
+from tests.conftest import BIN, ROOT, SMALL, cli, race_two_promotions, set_args, wait_ready
 from tests.tracking_server import TeamServer, available, free_port
 
 pytestmark = pytest.mark.slow
@@ -145,14 +145,7 @@ def test_longdoc_serve_answers_with_the_champion_packaged_from_the_server(team_r
                                 env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         url = f"http://127.0.0.1:{port}"
-        for _ in range(240):
-            try:
-                if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            assert proc.poll() is None, (team_run["tmp"] / "serve.log").read_text()[-3000:]
-            time.sleep(0.5)
+        wait_ready(url, proc, team_run["tmp"] / "serve.log")
         text = pd.read_json(small_corpus, lines=True)["text"].iloc[0]
         reply = requests.post(f"{url}/classify", json={"text": text}, timeout=60)
         assert reply.status_code == 200, reply.text
@@ -176,27 +169,6 @@ def _cheap_versions(client, name: str, count: int) -> list[str]:
                                               tags={"data_version": "d0", "variant": "head", "kind": "model"})
         versions.append(str(created.version))
     return versions
-
-
-def _promote_at_barrier(uri: str, name: str, version: str, ready, inside) -> None:
-    """One promotion held at a barrier right after it read the champion, inside the lease (see test_promotion)."""
-    import contextlib
-    import threading
-
-    from longdoc import promotion
-
-    read_champion = promotion.current_champion
-
-    def read_then_wait(*args, **kwargs):
-        found = read_champion(*args, **kwargs)
-        with contextlib.suppress(threading.BrokenBarrierError):
-            inside.wait(timeout=4)
-        return found
-
-    promotion.current_champion = read_then_wait
-    client = _client(uri)
-    ready.wait(timeout=120)
-    promotion.promote(client, name, version, "champion", f"race {version}", True, "d1", GateParams())
 
 
 def _churn(uri: str, name: str, versions: list[str], changes: int, seed: int) -> int:
@@ -231,22 +203,13 @@ def _assert_one_chain(client, name: str, changes: int) -> None:
 
 
 def test_two_promotions_at_once_against_the_server_are_serialised(team):
-    import multiprocessing
 
     client, name = _client(team.uri), "longdoc-race"
     versions = _cheap_versions(client, name, 3)
     from longdoc.promotion import promote
 
     promote(client, name, versions[2], "champion", "first", True, "d1", GateParams())
-    spawn = multiprocessing.get_context("spawn")
-    ready, inside = spawn.Barrier(2), spawn.Barrier(2)
-    procs = [spawn.Process(target=_promote_at_barrier, args=(team.uri, name, v, ready, inside))
-             for v in versions[:2]]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=300)
-    assert [p.exitcode for p in procs] == [0, 0]
+    assert race_two_promotions(team.uri, name, versions[:2], "d1") == [0, 0]
     _assert_one_chain(client, name, 3)
 
 
