@@ -573,6 +573,24 @@ def test_a_change_that_died_half_way_is_closed_by_the_next_one(store: Store) -> 
         [store.client.get_experiment_by_name(audit.experiment_name(name)).experiment_id])}
 
 
+def test_a_change_whose_record_cannot_be_written_leaves_the_alias_where_it_was(store: Store, monkeypatch) -> None:
+    """The record comes first: if it cannot be written, nothing moves, and the lease is given back."""
+    name = store.model()
+    first, second = store.answers(name, 10), store.answers(name, 20)
+    gate(store, name, [first])
+
+    def unwritable(*args, **kwargs):
+        raise RuntimeError("the audit store refused the write")
+
+    monkeypatch.setattr(audit, "open_record", unwritable)
+    with pytest.raises(RuntimeError, match="refused the write"):
+        promote(store.client, name, second.version, ALIAS, "hotfix", True, "d1", GateParams())
+    assert store.champion(name) == first.version and store.tags(name, second.version).get("status") != ALIAS
+    assert not store.client.search_registered_models(f"name LIKE '{lease_name(name, '')}%'")
+    monkeypatch.undo()
+    assert [r["version"] for r in audit_trail(store.client, name, applied_only=False)] == [first.version]
+
+
 def test_the_audit_keeps_every_change_as_its_own_record_in_order(store: Store) -> None:
     """One record per change: nothing grows a single value, so long histories keep working."""
     name = store.model()
