@@ -243,12 +243,14 @@ def _close_unfinished(client, name: str, alias: str) -> None:
         audit.close_record(client, run_id, applied, f"closed by the next change: the alias was at {where}")
 
 
-def _move_alias(client, name: str, version: str, alias: str, previous: str | None, record: dict) -> None:
-    """Record the change, give the alias to ``version``, read it back, and only then call the record applied.
+def _move_alias(client, name: str, record: dict) -> None:
+    """Record the change, give the alias to the record's version, read it back, and only then call the record
+    applied.
 
     A failed record write leaves the alias where it was; a failed move or a read-back that finds another
     version (a writer that ignored or outlived the lease) ends the record as failed and raises.
     """
+    version, alias, previous = record["version"], record["alias"], record["previous"]
     run_id = audit.open_record(client, name, record)
     try:
         client.set_registered_model_alias(name, alias, version)
@@ -276,7 +278,7 @@ def _move_alias(client, name: str, version: str, alias: str, previous: str | Non
 
 def _set_champion(client, name: str, version: str, alias: str, previous: str | None, action: str,
                   why: str) -> None:
-    _move_alias(client, name, version, alias, previous, audit.entry(action, version, alias, previous, why))
+    _move_alias(client, name, audit.entry(action, version, alias, previous, why))
     client.set_model_version_tag(name, version, "gate", "passed: " + why)
 
 
@@ -330,8 +332,7 @@ def promote(client, name: str, version: str, alias: str, reason: str, force: boo
         why = reason or "passed the gate"
         if reasons:
             why += f" (forced past: {'; '.join(reasons)})"
-        _move_alias(client, name, str(version), alias, previous,
-                    audit.entry("promote", str(version), alias, previous, why))
+        _move_alias(client, name, audit.entry("promote", str(version), alias, previous, why))
         return Decision(str(version), True, [why], previous)
 
 
@@ -344,6 +345,5 @@ def rollback(client, name: str, alias: str, reason: str) -> Decision:
         previous = champion.tags.get(f"{alias}.previous", "")
         if not previous:
             raise LongdocError(f"{name} v{champion.version} has no previous {alias} to roll back to")
-        _move_alias(client, name, previous, alias, str(champion.version),
-                    audit.entry("rollback", previous, alias, str(champion.version), reason or "rollback"))
+        _move_alias(client, name, audit.entry("rollback", previous, alias, str(champion.version), reason or "rollback"))
         return Decision(previous, True, [reason or "rollback"], str(champion.version))

@@ -52,8 +52,7 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
         import requests
 
         try:
-            requests.get(uri.rstrip("/") + "/health", timeout=timeout)
-            # /health answers without the database; a store call shows whether the server can work
+            # not /health, which answers without the database: a store call shows whether the server can work
             probe = requests.get(uri.rstrip("/") + "/api/2.0/mlflow/experiments/search",
                                  params={"max_results": 1}, timeout=timeout)
         except requests.RequestException as err:
