@@ -10,10 +10,12 @@ of a champion on other documents needs a loadable model; test_promotion.py cover
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -342,11 +344,13 @@ def test_first_gate_promotes_and_records_it_once(store: Store) -> None:
     assert store.champion(name) == first.version
     tags = store.tags(name, first.version)
     assert (tags["status"], tags["gate"]) == (ALIAS, "passed: no champion yet")
-    assert (tags["champion.action"], tags["champion.why"], tags["champion.previous"]) == ("gate", "no champion yet", "")
+    change = json.loads(tags["champion.change"])
+    assert (change["action"], change["why"], tags["champion.previous"]) == ("gate", "no champion yet", "")
     [entry] = audit_trail(store.client, name)
     assert (entry["action"], entry["version"], entry["alias"], entry["previous"], entry["why"], entry["state"]) == (
         "gate", first.version, ALIAS, None, "no champion yet", "applied")
-    assert (tags["champion.who"], tags["champion.when"]) == (entry["who"], entry["when"])
+    assert (change["who"], change["when"]) == (entry["who"], entry["when"])
+    assert store.client.get_run(change["record"]).data.tags["longdoc.audit.seq"] == "1"  # links to its record
     assert audit_trail(store.client, name, applied_only=False) == [entry]  # nothing unfinished or failed
     assert "audit" not in store.client.get_registered_model(name).tags  # no growing JSON tag any more
 
@@ -366,7 +370,7 @@ def test_when_every_candidate_is_refused_nothing_changes_but_each_is_told_why(st
     for version, why in ((fragile, fragile_why), (lazy, "undertrained: learned nothing")):
         tags = store.tags(name, version.version)
         assert (tags["status"], tags["gate"]) == ("challenger", f"refused: {why}")
-        assert "champion.action" not in tags
+        assert "champion.change" not in tags
     refused = audit_trail(store.client, name)[1:]
     assert {e["alias"] for e in refused} == {ALIAS}
     assert [(e["action"], e["version"], e["previous"], e["why"]) for e in refused] == [
@@ -446,7 +450,8 @@ def test_manual_promotion_goes_through_the_gate_unless_forced_with_a_reason(stor
     why = "label drift (forced past: undertrained: learned nothing)"
     assert forced == Decision(worse.version, True, [why], first.version)
     tags = store.tags(name, worse.version)
-    assert (tags["status"], tags["champion.action"], tags["champion.why"], tags["champion.previous"]) == (
+    change = json.loads(tags["champion.change"])
+    assert (tags["status"], change["action"], change["why"], tags["champion.previous"]) == (
         ALIAS, "promote", why, first.version)
     entry = audit_trail(store.client, name)[-1]
     assert (entry["action"], entry["version"], entry["previous"], entry["why"]) == (
@@ -470,7 +475,8 @@ def test_rollback_walks_back_through_the_champions_rather_than_toggling(store: S
     assert (store.tags(name, c.version)["status"], store.tags(name, b.version)["status"]) == (
         "rolled back from champion", ALIAS)
     restored = store.tags(name, b.version)
-    assert (restored["champion.action"], restored["champion.why"], restored["champion.previous"]) == (
+    change = json.loads(restored["champion.change"])
+    assert (change["action"], change["why"], restored["champion.previous"]) == (
         "rollback", "c broke serving", a.version)
     second = rollback(store.client, name, ALIAS, "")
     assert second == Decision(a.version, True, ["rollback"], b.version) and store.champion(name) == a.version
@@ -551,6 +557,17 @@ def test_a_dead_holders_lease_is_broken_once_it_expired(store: Store) -> None:
             alias_lease(store.client, name, ALIAS, "next", wait_seconds=0.3):
         pass
     assert store.client.get_registered_model(lease).tags["token"] == "alive"  # a live lease is left alone
+
+
+def test_a_holder_that_outlived_its_lease_does_not_release_the_next_holders(store: Store) -> None:
+    """Released without a check only while surely unexpired; after that, only if the token is still its own."""
+    name = store.model()
+    lease = lease_name(name, ALIAS)
+    with alias_lease(store.client, name, ALIAS, "stalled", lease_seconds=0.6):
+        store.client.delete_registered_model(lease)  # as the next writer does once the lease expired
+        store.client.create_registered_model(lease, tags={"token": "next", "holder": "next"})
+        time.sleep(0.5)  # past half the lease's life since its last renewal
+    assert store.client.get_registered_model(lease).tags["token"] == "next"
 
 
 def test_a_change_that_died_half_way_is_closed_by_the_next_one(store: Store) -> None:

@@ -161,7 +161,8 @@ def test_manual_promotion_needs_force_and_a_reason_past_the_gate_then_rollback(r
     forced = promote(client, NAME, b.version, "champion", "hotfix for label drift", True, "data-v1", gate)
     assert forced.previous == a.version and "forced past" in forced.reason
     tags = client.get_model_version(NAME, b.version).tags
-    assert tags["champion.why"].startswith("hotfix for label drift") and tags["champion.previous"] == a.version
+    assert json.loads(tags["champion.change"])["why"].startswith("hotfix for label drift")
+    assert tags["champion.previous"] == a.version
 
     back = rollback(client, NAME, "champion", "hotfix made things worse")
     assert back.version == a.version

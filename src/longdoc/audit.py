@@ -22,6 +22,8 @@ import json
 import os
 from datetime import UTC, datetime
 
+from longdoc.mlflow_direct import end_run, registry
+
 FIELDS = ("action", "version", "alias", "previous", "who", "when", "why")
 SEQ_TAG = "audit.seq"
 LEGACY_TAG = "audit"      # before per-change records: one JSON list on the registered model
@@ -79,7 +81,7 @@ def _clip(value: str) -> str:
 def open_record(client, name: str, record: dict) -> str:
     """Write the record of a change about to happen (RUNNING); returns its run id."""
     seq = int(client.get_registered_model(name).tags.get(SEQ_TAG, "0")) + 1
-    client.set_registered_model_tag(name, SEQ_TAG, str(seq))
+    registry(client).set_registered_model_tag(name, SEQ_TAG, str(seq))
     tags = {f"{_PREFIX}{key}": _clip("" if record[key] is None else str(record[key])) for key in FIELDS}
     tags[f"{_PREFIX}seq"] = str(seq)
     tags[f"{_PREFIX}model"] = name
@@ -91,7 +93,21 @@ def open_record(client, name: str, record: dict) -> str:
 def close_record(client, run_id: str, applied: bool, note: str | None = None) -> None:
     if note:
         client.set_tag(run_id, f"{_PREFIX}note", _clip(note))
-    client.set_terminated(run_id, "FINISHED" if applied else "FAILED")
+    end_run(client, run_id, "FINISHED" if applied else "FAILED")
+
+
+def version_note(record: dict, run_id: str) -> str:
+    """The change that gave a version its alias, as one JSON tag on the version (``<alias>.change``).
+
+    One tag rather than one per field: on a server each tag is a request made under the lease. ``record``
+    is the audit run's id, where the full record is.
+    """
+    note = {key: record[key] for key in ("action", "who", "when")} | {"record": run_id, "why": record["why"]}
+    text = json.dumps(note, ensure_ascii=False)
+    while len(text) > _MAX_VALUE:  # escapes make the JSON longer than the text: clip until it fits
+        note["why"] = note["why"][: len(note["why"]) - (len(text) - _MAX_VALUE) - 20] + " ... (clipped)"
+        text = json.dumps(note, ensure_ascii=False)
+    return text
 
 
 def write(client, name: str, record: dict) -> None:

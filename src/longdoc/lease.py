@@ -18,6 +18,7 @@ fails the change loudly.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -26,10 +27,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from longdoc.errors import LongdocError
+from longdoc.mlflow_direct import registry
 
 LEASE_PREFIX = "_lease."
 LEASE_SECONDS = 90.0    # a lease not renewed for this long belongs to a dead holder
 WAIT_SECONDS = 900.0    # how long a writer waits for a live lease before giving up
+POLL_SECONDS = (0.1, 1.0)  # a waiting writer's first and longest pause between attempts
 _RETRY = {"RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"}
 
 
@@ -61,9 +64,21 @@ def _break(client, lease: str, token: str | None) -> None:
 
     try:
         if client.get_registered_model(lease).tags.get("token") == token:
-            client.delete_registered_model(lease)
+            registry(client).delete_registered_model(lease)
     except MlflowException:
         pass
+
+
+def _release(client, lease: str, token: str, renewed: float, lease_seconds: float) -> None:
+    """Give the lease back. Renewed within half its life, it cannot have been broken, so it is deleted
+    without reading its token first (one round trip fewer per change); otherwise only if still ours."""
+    from mlflow.exceptions import MlflowException
+
+    if time.monotonic() - renewed < lease_seconds / 2:
+        with contextlib.suppress(MlflowException):
+            registry(client).delete_registered_model(lease)
+    else:
+        _break(client, lease, token)
 
 
 def _holder(client, lease: str) -> str:
@@ -80,15 +95,19 @@ def _expiry(lease_seconds: float) -> str:
     return (datetime.now(UTC) + timedelta(seconds=lease_seconds)).isoformat()
 
 
-def _renew(client, lease: str, token: str, lease_seconds: float, stop: threading.Event) -> None:
-    """Push the expiry forward while the body runs; stop quietly if the lease is gone or unreachable."""
+def _renew(client, lease: str, token: str, lease_seconds: float, stop: threading.Event, renewed: list[float]) -> None:
+    """Push the expiry forward while the body runs; stop quietly if the lease is gone or unreachable.
+
+    ``renewed[0]`` is when the expiry was last pushed (monotonic clock), for ``_release``."""
     from mlflow.exceptions import MlflowException
 
     while not stop.wait(lease_seconds / 3):
         try:
             if client.get_registered_model(lease).tags.get("token") != token:
                 return
-            client.set_registered_model_tag(lease, "expires", _expiry(lease_seconds))
+            started = time.monotonic()
+            registry(client).set_registered_model_tag(lease, "expires", _expiry(lease_seconds))
+            renewed[0] = started
         except MlflowException:
             return
 
@@ -100,9 +119,10 @@ def alias_lease(client, name: str, alias: str, who: str, wait_seconds: float = W
     from mlflow.exceptions import MlflowException
 
     lease, token = lease_name(name, alias), uuid.uuid4().hex
-    deadline = time.monotonic() + wait_seconds
+    started = time.monotonic()
+    checked, pause = started - lease_seconds, POLL_SECONDS[0]  # the first refusal looks for a dead holder
     while True:
-        now = datetime.now(UTC)
+        now, attempt = datetime.now(UTC), time.monotonic()
         tags = {"token": token, "holder": who, "taken": now.isoformat(), "expires": _expiry(lease_seconds)}
         try:
             client.create_registered_model(lease, tags=tags, description=f"lease on {name}@{alias}: a change "
@@ -111,21 +131,26 @@ def alias_lease(client, name: str, alias: str, who: str, wait_seconds: float = W
         except MlflowException as err:
             if not _contended(err):
                 raise
-        stale = _expired(client, lease, now)
-        if stale is not None:
-            _break(client, lease, stale)
-            continue
-        if time.monotonic() > deadline:
+        # a lease lives for minutes: look for a dead holder now and then, not at every poll, and poll less
+        # often the longer the wait, so that waiting writers do not crowd the server the holder is using
+        if attempt - checked > lease_seconds / 10:
+            checked = attempt
+            stale = _expired(client, lease, now)
+            if stale is not None:
+                _break(client, lease, stale)
+                continue
+        if attempt - started > wait_seconds:
             raise LongdocError(f"{name}@{alias} is being changed by {_holder(client, lease)}; gave up after "
                                f"{wait_seconds:.0f} s (a dead holder's lease expires {lease_seconds:.0f} s after "
                                f"its last renewal; or delete the registered model {lease!r})")
-        time.sleep(random.uniform(0.05, 0.25))
-    stop = threading.Event()
-    renewer = threading.Thread(target=_renew, args=(client, lease, token, lease_seconds, stop), daemon=True)
+        time.sleep(random.uniform(pause / 2, pause))
+        pause = min(pause * 1.5, POLL_SECONDS[1])
+    renewed, stop = [attempt], threading.Event()
+    renewer = threading.Thread(target=_renew, args=(client, lease, token, lease_seconds, stop, renewed), daemon=True)
     renewer.start()
     try:
         yield token
     finally:
         stop.set()
         renewer.join()
-        _break(client, lease, token)
+        _release(client, lease, token, renewed[0], lease_seconds)

@@ -42,6 +42,7 @@ from longdoc import audit
 from longdoc.config import GateParams
 from longdoc.errors import LongdocError
 from longdoc.lease import alias_lease
+from longdoc.mlflow_direct import registry
 
 PROMOTION_METRIC = "normal_macro_f1"
 GAP_METRIC = "inverted_gap_macro_f1"
@@ -143,8 +144,8 @@ def difference(client, name: str, a, b, corpus: pd.DataFrame | None = None) -> D
 
 
 def _refuse(client, name: str, version, alias: str, previous: str | None, reasons: list[str]) -> None:
-    client.set_model_version_tag(name, str(version.version), "status", "challenger")
-    client.set_model_version_tag(name, str(version.version), "gate", "refused: " + "; ".join(reasons))
+    registry(client).set_model_version_tag(name, str(version.version), "status", "challenger")
+    registry(client).set_model_version_tag(name, str(version.version), "gate", "refused: " + "; ".join(reasons))
     audit.write(client, name, audit.entry("refused", str(version.version), alias, previous, "; ".join(reasons)))
 
 
@@ -253,7 +254,7 @@ def _move_alias(client, name: str, record: dict) -> None:
     version, alias, previous = record["version"], record["alias"], record["previous"]
     run_id = audit.open_record(client, name, record)
     try:
-        client.set_registered_model_alias(name, alias, version)
+        registry(client).set_registered_model_alias(name, alias, version)
         held = current_champion(client, name, alias)
         if held is None or str(held.version) != version:
             found = f"v{held.version}" if held is not None else "no version"
@@ -264,22 +265,21 @@ def _move_alias(client, name: str, record: dict) -> None:
             audit.close_record(client, run_id, applied=False, note=str(err))
         raise
     audit.close_record(client, run_id, applied=True)
-    client.set_model_version_tag(name, version, "status", alias)
+    registry(client).set_model_version_tag(name, version, "status", alias)
     if previous is not None and previous != version:
         status = f"rolled back from {alias}" if record["action"] == "rollback" else f"replaced as {alias} by v{version}"
-        client.set_model_version_tag(name, previous, "status", status)
+        registry(client).set_model_version_tag(name, previous, "status", status)
+    registry(client).set_model_version_tag(name, version, f"{alias}.change", audit.version_note(record, run_id))
     # ``<alias>.previous`` on a version is the champion it replaced; a rollback keeps the restored version's
     # own value, so rolling back again walks further back instead of toggling.
-    keys = ("action", "who", "when", "why") if record["action"] == "rollback" else (
-        "action", "who", "when", "why", "previous")
-    for key in keys:
-        client.set_model_version_tag(name, version, f"{alias}.{key}", str(record[key] or ""))
+    if record["action"] != "rollback":
+        registry(client).set_model_version_tag(name, version, f"{alias}.previous", previous or "")
 
 
 def _set_champion(client, name: str, version: str, alias: str, previous: str | None, action: str,
                   why: str) -> None:
     _move_alias(client, name, audit.entry(action, version, alias, previous, why))
-    client.set_model_version_tag(name, version, "gate", "passed: " + why)
+    registry(client).set_model_version_tag(name, version, "gate", "passed: " + why)
 
 
 def audit_trail(client, name: str, applied_only: bool = True) -> list[dict]:
@@ -312,11 +312,10 @@ def require_version(client, name: str, version: str):
 def promote(client, name: str, version: str, alias: str, reason: str, force: bool, current_data: str,
             rules: GateParams, corpus: pd.DataFrame | None = None) -> Decision:
     """Manual promotion: through the gate's rules against the champion, or past them with ``force``."""
-    require_version(client, name, version)
+    candidate = require_version(client, name, version)  # its tags that the gate reads are set at registration
     if force and not reason:
         raise LongdocError("--force needs --reason: the audit trail must say why the gate was bypassed")
     with _lease(client, name, alias):
-        candidate = client.get_model_version(name, str(version))
         champion = current_champion(client, name, alias)
         previous = str(champion.version) if champion is not None else None
         if previous == str(version):
