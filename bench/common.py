@@ -21,8 +21,16 @@ def machine() -> dict:
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "versions": {p: metadata.version(p) for p in ("torch", "transformers", "longdoc")}}
+            "versions": {p: _version(p) for p in ("torch", "transformers", "longdoc")}}
     return info
+
+
+def _version(package: str) -> str:
+    """A package's version; ``longdoc`` run from a source tree (a GPU machine's PYTHONPATH) has no metadata."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "source tree"
 
 
 def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> dict:
