@@ -2,7 +2,7 @@
 
 from typing import NamedTuple
 
-from kfp.dsl import Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
 def validate(corpus_path: str, params: str, corpus: Output[Dataset], report: Output[Markdown]) -> int:
@@ -141,3 +141,45 @@ def package(params: str, model_name: str) -> NamedTuple("Packaged", [("bento_tag
 
     packaged = run(parse_params(params), model_name)
     return namedtuple("Packaged", ["bento_tag", "model_version"])(packaged.bento_tag, packaged.model_version)
+
+
+# --- the hyperparameter sweep (pipelines/tune_pipeline.py); logic in longdoc.tuning.sweep ---
+
+
+def tune_open(params: str, space: str, n_trials: int, study: str) -> NamedTuple(
+        "Opened", [("parent_run_id", str), ("trials", list)]):
+    """The sweep's MLflow parent run and its sampled configurations (one per trial task)."""
+    from collections import namedtuple
+
+    from longdoc.tuning.sweep import open_sweep
+
+    parent_run_id, trials = open_sweep(params, space, n_trials, study)
+    return namedtuple("Opened", ["parent_run_id", "trials"])(parent_run_id, trials)
+
+
+def tune_prepare(params: str, study: str, corpus: Input[Dataset]) -> str:
+    """Chunks and stage-1 encoder of the base params on the shared volume, once, before the trials."""
+    from pathlib import Path
+
+    from longdoc.tuning.sweep import prepare
+
+    return prepare(params, study, Path(corpus.path))
+
+
+def tune_trial(params: str, study: str, trial: dict, parent_run_id: str, corpus: Input[Dataset]) -> str:
+    """One trial (a nested MLflow run); a crashed trial is recorded, so the sweep goes on."""
+    from pathlib import Path
+
+    from longdoc.tuning.sweep import trial as run_trial
+
+    return run_trial(params, study, trial, parent_run_id, Path(corpus.path))
+
+
+def tune_select(params: str, space: str, study: str, parent_run_id: str, records: list,
+                best_params: Output[Artifact]) -> str:
+    """The best trial's params file (an artifact, and logged to the parent run)."""
+    from pathlib import Path
+
+    from longdoc.tuning.sweep import select
+
+    return select(params, space, study, parent_run_id, records, Path(best_params.path))

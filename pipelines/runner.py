@@ -139,6 +139,36 @@ def compile_pipeline(params: Params, out: Path, target: Target = "local") -> Pat
     return out
 
 
+def tune_arguments(params: Params, space_json: str, n_trials: int, study: str, target: Target = "local") -> dict:
+    """The sweep's arguments: the main pipeline's corpus and params for ``target``, the space and trial count."""
+    base = pipeline_arguments(params, target)  # a cluster target is checked for local paths and secrets here
+    arguments = {"corpus_path": base["corpus_path"], "params": base["params"], "space": space_json,
+                 "n_trials": n_trials, "study": study}
+    if target == "cluster":
+        cluster = params.pipeline.cluster
+        check_portable({"space": space_json, "study": study}, allowed=(cluster.workdir, cluster.mount_path))
+    return arguments
+
+
+def tune_function(params: Params, target: Target = "local"):
+    from pipelines.tune_pipeline import make_tune_pipeline
+
+    cluster = params.pipeline.cluster if target == "cluster" else None
+    return make_tune_pipeline(params.pipeline.image, params.pipeline.gpu, params.pipeline.name,
+                              params.pipeline.parallelism, cluster)
+
+
+def compile_tune(params: Params, out: Path, space_json: str, n_trials: int, study: str,
+                 target: Target = "local") -> Path:
+    """Compile the sweep (``longdoc pipeline compile --tune``)."""
+    from kfp import compiler
+
+    arguments = tune_arguments(params, space_json, n_trials, study, target)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(tune_function(params, target), str(out), pipeline_parameters=arguments)
+    return out
+
+
 def run_local(params: Params) -> dict[str, str]:
     """Run every component in this Python environment (the embedded default behind ``make run``)."""
     from kfp import local

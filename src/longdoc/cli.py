@@ -363,6 +363,68 @@ def _preflight(cfg) -> None:
                          f"(data.on_invalid: quarantine); the validate step writes quarantine.jsonl")
 
 
+@app.command()
+def tune(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+         space: Annotated[Path | None, typer.Option(help="The search space (default: search_space.yaml beside "
+                                                         "the params file).")] = None,
+         trials: Annotated[int, typer.Option(help="Trials to run now (added to the study's earlier ones).")] = 20,
+         study: Annotated[str | None, typer.Option(help="Study name; the same name resumes it (default: the "
+                                                        "space file's `study`).")] = None,
+         storage: Annotated[str | None, typer.Option(help="Optuna's database (default: beside MLflow's, e.g. "
+                                                          "mlruns.optuna.db; never MLflow's own).")] = None,
+         write_best: Annotated[Path | None, typer.Option("--write-best", help="Write the best trial's params file "
+                                                         "here (default: <out>/params.best.yaml).")] = None,
+         out: Annotated[Path | None, typer.Option(help="Trials' models and shared chunks/stage 1 (default: "
+                                                       "outputs/tune/<study>).")] = None) -> None:
+    """Search params.yaml with Optuna (TPE, median pruning on validation macro-F1), one MLflow run per trial."""
+    from longdoc.tuning.space import load_space, space_path
+    from longdoc.tuning.study import tune as run_tune
+
+    raw = _raw_params(params, set_)
+    search = load_space(space_path(params, space))
+    name = study or search.study
+    console = _console()
+    report = run_tune(raw, search, trials, out or OUT / "tune" / name, name, storage, write_best,
+                      echo=lambda text: console.print(text, markup=False, soft_wrap=True))
+    _print_tune(report)
+
+
+def _raw_params(path: Path, overrides: list[str] | None) -> dict:
+    """The params mapping as :func:`_params` validates it (profile and --set applied), validated too."""
+    import yaml
+
+    from longdoc.config import load_raw, parse_params
+
+    parsed = {}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise LongdocError(f"--set expects key=value, got {item!r}")
+        parsed[key] = yaml.safe_load(value)
+    raw = load_raw(path, parsed, os.environ.get(PROFILE_ENV) or None)
+    parse_params(raw)
+    return raw
+
+
+def _print_tune(report) -> None:
+    from rich.table import Table
+
+    table = Table("trial", "state", "val macro-F1", "stage 1", "vectors read", "encoded", "seconds",
+                  title=f"study {report.study}: this session's trials (params: lines above)")
+    for t in report.trials:
+        value = f"{t['value']:.4f}" if t.get("value") is not None else ""
+        table.add_row(str(t["number"]), t["state"], value, t.get("stage1", ""), str(t.get("cache_hits", "")),
+                      str(t.get("cache_misses", "")), f"{t['seconds']:.1f}" if "seconds" in t else "")
+    console = _console()
+    console.print(table)
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(report.counts.items()))
+    console.print(f"{len(report.trials)} trials ({counts}); {report.cache_hit_trials} hit the embedding cache "
+                  "(no chunk encoded)", markup=False, soft_wrap=True)
+    console.print(f"best: trial {report.best['number']} val macro-F1 {report.best['value']:.4f} "
+                  f"{report.best['params']}; params file {report.best_file} (MLflow parent run "
+                  f"{report.parent_run_id})", markup=False, soft_wrap=True)
+
+
 class Target(StrEnum):
     local = "local"
     cluster = "cluster"
@@ -385,17 +447,35 @@ def _pipeline_params(params: Path, set_: list[str] | None, target: Target, corpu
 @pipeline_app.command("compile")
 def pipeline_compile(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
                      target: TargetOpt = Target.local, corpus: CorpusOpt = None,
+                     tune: Annotated[bool, typer.Option(
+                         "--tune", help="The hyperparameter sweep instead: --trials configurations of the search "
+                                        "space trained in parallel, one GPU task each.")] = False,
+                     space: Annotated[Path | None, typer.Option(help="With --tune: the search space (default: "
+                                                                     "search_space.yaml beside params).")] = None,
+                     trials: Annotated[int, typer.Option(min=1, help="With --tune: configurations.")] = 8,
+                     study: Annotated[str | None, typer.Option(help="With --tune: the study (MLflow parent run) "
+                                                                    "name (default: the space's).")] = None,
                      out: Annotated[Path | None, typer.Option(help="Default: outputs/longdoc_pipeline.yaml, "
                                                                    "outputs/longdoc_pipeline.cluster.yaml for a "
-                                                                   "cluster.")] = None) -> None:
+                                                                   "cluster (longdoc_tune... with --tune).")] = None,
+                     ) -> None:
     """Write the pipeline's IR YAML (for the Kubeflow UI or `kfp run create`)."""
-    out = out or OUT / ("longdoc_pipeline.cluster.yaml" if target is Target.cluster else "longdoc_pipeline.yaml")
+    stem = "longdoc_tune" if tune else "longdoc_pipeline"
+    out = out or OUT / (f"{stem}.cluster.yaml" if target is Target.cluster else f"{stem}.yaml")
     if out.suffix not in (".yaml", ".yml"):
         raise LongdocError(f"--out {out}: the compiled pipeline must end with .yaml")
     _project_root()
+    cfg = _pipeline_params(params, set_, target, corpus)
+    if tune:
+        from longdoc.tuning.space import load_space, space_path
+        from pipelines.runner import compile_tune
+
+        search = load_space(space_path(params, space))
+        compiled = compile_tune(cfg, out, search.model_dump_json(), trials, study or search.study, target.value)
+        _console().print(f"compiled the sweep {compiled} ({trials} trials, target {target.value})")
+        return
     from pipelines.runner import compile_pipeline
 
-    cfg = _pipeline_params(params, set_, target, corpus)
     _console().print(f"compiled {compile_pipeline(cfg, out, target.value)} (target {target.value})")
 
 

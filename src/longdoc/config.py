@@ -77,6 +77,10 @@ class ChunkingParams(_Section):
         return self
 
 
+# Train settings that do not change what is learned: a checkpoint stays valid when only these differ, and a
+# search over them would measure nothing. nproc_per_node only starts the processes (the world size is
+# fingerprinted on its own).
+NOT_SHAPING = {"device", "checkpoint_every", "cache_dir", "variants", "overrides", "nproc_per_node"}
 STAGE1_VARIANT = "chunk_mean"  # ToBERT's stage 1: the chunk classifier, each chunk labelled with its document's label
 
 
@@ -391,6 +395,22 @@ def profile_path(params_path: Path, profile: str) -> Path:
 def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None,
                 profile: str | None = None) -> Params:
     """Read params.yaml, lay a profile over it, apply dotted overrides (``{"train.epochs": 2}``), validate."""
+    return parse_params(load_raw(path, overrides, profile))
+
+
+def set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    """``raw["a"]["b"] = value`` for ``"a.b"``, creating the mappings on the way."""
+    node = raw
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def load_raw(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | None = None,
+             profile: str | None = None) -> dict[str, Any]:
+    """The params mapping as :func:`load_params` validates it: what the tuner lays sampled values over and
+    writes back out, so a best-params file keeps the user's own layout rather than every default."""
     path = Path(path)
     raw = _read_yaml(path)
     if profile:
@@ -400,9 +420,5 @@ def load_params(path: str | Path = DEFAULT_PARAMS, overrides: dict[str, Any] | N
             raise LongdocError(f"profile {profile!r} not found ({found}); available: {', '.join(available) or 'none'}")
         raw = _merge(raw, _read_yaml(found))
     for dotted, value in (overrides or {}).items():
-        node = raw
-        *parents, leaf = dotted.split(".")
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return parse_params(raw)
+        set_dotted(raw, dotted, value)
+    return raw

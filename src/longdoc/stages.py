@@ -147,23 +147,29 @@ def encoder_start(params: Params, variant: str, encoder_dir: Path | None) -> Pat
 
 
 def train(params: Params, variant: str, chunk_dir: Path, out_dir: Path, encoder_dir: Path | None = None,
-          work_key: str | None = None) -> dict:
+          work_key: str | None = None, on_validation=None) -> dict:
     """Train one variant into ``out_dir``: through the work volume on a cluster (:func:`on_work_volume`), in
-    ``train.nproc_per_node`` processes (:func:`_launch`)."""
+    ``train.nproc_per_node`` processes (:func:`_launch`). ``on_validation``: see
+    :data:`longdoc.training.OnValidation` (this process only: refused with several processes)."""
     return on_work_volume(params, variant, work_key, out_dir,
-                          lambda folder: _train_in(params, variant, chunk_dir, folder, encoder_dir))
+                          lambda folder: _train_in(params, variant, chunk_dir, folder, encoder_dir, on_validation))
 
 
-def _train_in(params: Params, variant: str, chunk_dir: Path, folder: Path, encoder_dir: Path | None) -> dict:
+def _train_in(params: Params, variant: str, chunk_dir: Path, folder: Path, encoder_dir: Path | None,
+              on_validation=None) -> dict:
     encoder_from = encoder_start(params, variant, encoder_dir)
     command = ["train", "--variant", variant, "--chunks", str(chunk_dir), "--out", str(folder)]
     if encoder_dir is not None:
         command += ["--encoder-from", str(encoder_dir)]
-    if _launch(params, params.train.for_variant(variant).nproc_per_node, command):
+    nproc = params.train.for_variant(variant).nproc_per_node
+    if on_validation is not None and nproc > 1:
+        raise LongdocError(f"{variant}: train.nproc_per_node={nproc} trains in other processes, which cannot report "
+                           "each validation back to this one (pruning); use 1 process per trial")
+    if _launch(params, nproc, command):
         return _read_summary(folder)
     from longdoc.training import train as run_training
 
-    return run_training(chunk_dir, params, variant, folder, encoder_from=encoder_from)
+    return run_training(chunk_dir, params, variant, folder, encoder_from=encoder_from, on_validation=on_validation)
 
 
 def _launch(params: Params, nproc_per_node: int, command: list[str]) -> bool:

@@ -15,6 +15,7 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from longdoc.chunking import Window
-from longdoc.config import Params, TrainParams
+from longdoc.config import NOT_SHAPING, Params, TrainParams
 from longdoc.distributed import Distributed
 from longdoc.errors import LongdocError
 from longdoc.metrics import classification_metrics
@@ -38,9 +39,10 @@ from longdoc.precision import autocast
 STATE_FILE = "trainer_state.pt"
 CHECKPOINT_META = "checkpoint.json"
 KEEP_CHECKPOINTS = 2
-# Settings that do not change what is learned: a checkpoint stays valid when only these differ.
-# nproc_per_node only starts the processes: their number (the world size) is in the fingerprint on its own.
-NOT_SHAPING = {"device", "checkpoint_every", "cache_dir", "variants", "overrides", "nproc_per_node"}
+# Called on the main process after each validation with (step, validation macro-F1); returning True stops
+# training there, like early stopping (the best weights so far are kept). How a caller such as the tuner
+# (longdoc.tuning) prunes a run without this module knowing about it.
+OnValidation = Callable[[int, float], bool]
 
 
 @dataclass
@@ -65,6 +67,7 @@ class LoopState:
     encoder_tokens: int = 0
     best_preds: list[int] = field(default_factory=list)
     history: list[dict] = field(default_factory=list)
+    halted: bool = False  # an on_validation hook asked to stop
 
 
 @dataclass(frozen=True)
@@ -301,15 +304,16 @@ def restore_checkpoint(path: Path, model, optimizer, scheduler) -> LoopState:
 
 
 def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: bool = True,
-          encoder_from: Path | None = None) -> dict:
+          encoder_from: Path | None = None, on_validation: OnValidation | None = None) -> dict:
     """Train ``variant``; the best model goes to ``out_dir/model``, checkpoints to ``out_dir/checkpoints``.
 
     ``encoder_from`` is a stage-1 training folder (two-stage training): the variant starts from its
     fine-tuned encoder, and from its chunk classifier wherever a layer has the same name and shape.
+    ``on_validation``: see :data:`OnValidation`.
     """
     check_config(params, [variant])
     cfg = params.train.for_variant(variant)
-    return _train(chunk_dir, params, variant, cfg, out_dir, resume, encoder_from)
+    return _train(chunk_dir, params, variant, cfg, out_dir, resume, encoder_from, on_validation)
 
 
 def train_encoder(chunk_dir: Path, params: Params, out_dir: Path, resume: bool = True) -> dict:
@@ -386,7 +390,7 @@ def warm_start(model: DocumentClassifier, stage1: DocumentClassifier) -> list[st
 
 
 def _train(chunk_dir: Path, params: Params, variant: str, cfg: TrainParams, out_dir: Path, resume: bool,
-           encoder_from: Path | None) -> dict:
+           encoder_from: Path | None, on_validation: OnValidation | None = None) -> dict:
     dist = Distributed.from_env()
     seed_everything(cfg.seed)
     device = pick_device(cfg.device, dist.local_rank)
@@ -458,8 +462,11 @@ def _train(chunk_dir: Path, params: Params, variant: str, cfg: TrainParams, out_
             state.history.append({"step": state.step, "epoch": state.epoch, "loss": loss.item(),
                                   "lr": scheduler.get_last_lr()[0]})
             if state.step % budget.eval_every == 0 or state.step == budget.steps:
-                validate()
+                score = validate()
                 state.stale = dist.from_main(state.stale)  # only rank 0 validates; every rank must stop with it
+                if on_validation is not None:
+                    stop = dist.is_main and score is not None and bool(on_validation(state.step, score))
+                    state.halted = bool(dist.from_main(int(stop)))
             if state.step % cfg.checkpoint_every == 0 and dist.is_main:
                 save_checkpoint(out_dir, model, tokenizer, card, optimizer, scheduler, state, fingerprint)
             if state.step >= budget.steps or _stop_early(state, cfg):
@@ -486,7 +493,8 @@ def _train(chunk_dir: Path, params: Params, variant: str, cfg: TrainParams, out_
                # the training cost in one unit for every family: tokens through the encoder with gradients
                "encoder_tokens": state.encoder_tokens * dist.world_size, "start": start, **_stage1_cost(encoder_from),
                "freeze_encoder": cfg.freeze_encoder,
-               "embedding_cache": cache.meta if cache is not None else None, "data_parallel": ranks}
+               "embedding_cache": cache.meta if cache is not None else None, "data_parallel": ranks,
+               "halted_by_caller": state.halted}
     if dist.is_main:
         (out_dir / "history.json").write_text(json.dumps(state.history, indent=1))
         (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
@@ -526,8 +534,9 @@ def rank_record(seen: set[str], model: torch.nn.Module, dist: Distributed) -> di
 
 
 def _stop_early(state: LoopState, cfg: TrainParams) -> bool:
-    """Opt-in early stopping: by default the whole step budget is trained and the best validation kept."""
-    return cfg.patience is not None and state.stale >= cfg.patience
+    """Opt-in early stopping (or a caller's hook asked to stop): by default the whole step budget is trained
+    and the best validation kept."""
+    return state.halted or (cfg.patience is not None and state.stale >= cfg.patience)
 
 
 def learning_check(val_docs: list[Doc], state: LoopState, labels: list[str]) -> tuple[bool, str]:
@@ -564,11 +573,12 @@ def _embedding_cache(model: DocumentClassifier, root: Path):
 
 
 def _validate(model, val_docs, labels, make_batch, device, params, state: LoopState, out_dir, tokenizer, card,
-              dist: Distributed) -> None:
-    """Validate, keep the best weights in ``out_dir/model``, count validations without improvement."""
+              dist: Distributed) -> float | None:
+    """Validate, keep the best weights in ``out_dir/model``, count validations without improvement; the
+    validation macro-F1 (None on the other ranks of a DDP run, which do not validate)."""
     state.validated_at = state.step
     if not dist.is_main:
-        return
+        return None
     score, preds = 0.0, []
     if val_docs:
         preds = predict_docs(model, val_docs, make_batch, device, params.evaluate.batch_size)
@@ -581,3 +591,4 @@ def _validate(model, val_docs, labels, make_batch, device, params, state: LoopSt
         save_classifier(model, tokenizer, card, out_dir / "model")
     else:
         state.stale += 1
+    return score
