@@ -119,6 +119,10 @@ def test_the_best_params_file_reproduces_the_best_trial(tuned):
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((tmp / "again" / "train_summary.json").read_text())
     assert summary["best_val_macro_f1"] == pytest.approx(study.best_value)
+    # `longdoc run --params` takes it too: past the params and its config checks, it stops only at the
+    # tracking server named here, which does not answer (a whole run would take minutes)
+    run = cli("run", "--params", str(tmp / "params.best.yaml"), "--set", "registry.tracking_uri=http://127.0.0.1:9")
+    assert run.returncode == 2 and "cannot be reached" in run.stderr and "Traceback" not in run.stderr, run.stderr
 
 
 def test_running_again_resumes_the_study_under_the_same_parent(tuned, small_corpus):

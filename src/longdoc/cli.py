@@ -334,13 +334,12 @@ def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     cfg = _params(params, set_)
     _project_root()
     from longdoc.data.dvc_source import is_reference
+    from longdoc.training import check_config
 
+    check_config(cfg)  # the params first, then what they point at
     if not is_reference(cfg.data.corpus) and not Path(cfg.data.corpus).exists():
         raise LongdocError(f"corpus not found: {cfg.data.corpus} (write the demo with `longdoc data demo`)")
     check_tracking_uri(resolve_tracking_uri(cfg.registry.tracking_uri))
-    from longdoc.training import check_config
-
-    check_config(cfg)
     import time
 
     from pipelines.runner import run_local
