@@ -571,7 +571,11 @@ def _validate(model, val_docs, labels, make_batch, device, params, state: LoopSt
         return
     score, preds = 0.0, []
     if val_docs:
+        # back to training mode afterwards: a validation mid-epoch must not leave the rest of the epoch without
+        # dropout (nor the Reformer, whose reversible backward pass refuses eval mode)
+        was_training = model.training
         preds = predict_docs(model, val_docs, make_batch, device, params.evaluate.batch_size)
+        model.train(was_training)
         score = classification_metrics([labels[d.label] for d in val_docs], [labels[p] for p in preds],
                                        labels)["macro_f1"]
         if state.history:
