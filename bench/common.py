@@ -21,8 +21,16 @@ def machine() -> dict:
     info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "versions": {p: metadata.version(p) for p in ("torch", "transformers", "longdoc")}}
+            "versions": {p: _version(p) for p in ("torch", "transformers", "longdoc")}}
     return info
+
+
+def _version(package: str) -> str | None:
+    """None where the package is not installed (longdoc run from a source tree on a GPU machine)."""
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> dict:
