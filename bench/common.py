@@ -25,12 +25,12 @@ def machine() -> dict:
     return info
 
 
-def _version(package: str) -> str:
-    """A package's version; ``longdoc`` run from a source tree (a GPU machine's PYTHONPATH) has no metadata."""
+def _version(package: str) -> str | None:
+    """None where the package is not installed (longdoc run from a source tree on a GPU machine)."""
     try:
         return metadata.version(package)
     except metadata.PackageNotFoundError:
-        return "source tree"
+        return None
 
 
 def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> dict:

@@ -12,6 +12,21 @@ def _load(name: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _scaling(title: str, r: dict, png: str) -> list[str]:
+    """One row per method and pass, one column per length; a length not measured is "-", out of memory "OOM"."""
+    lengths = sorted({x["tokens"] for x in r["rows"]})
+    out = [title, "", "| method | pass | " + " | ".join(str(t) for t in lengths) + " |",
+           "|---|---|" + "---|" * len(lengths)]
+    for method, kind in dict.fromkeys((x["method"], x["pass"]) for x in r["rows"]):
+        found = {x["tokens"]: x for x in r["rows"] if x["method"] == method and x["pass"] == kind}
+        cells = ["-" if t not in found else "OOM" if found[t].get("out_of_memory")
+                 else f"{found[t]['median_s']:.2f} s / {found[t]['peak_mb']:.0f} MB" for t in lengths]
+        out.append(f"| {method} | {kind} | " + " | ".join(cells) + " |")
+    return out + ["", "log-log slope of time against length (1.0 = linear): "
+                  + ", ".join(f"{k} {v}" for k, v in r["loglog_slope"].items()), "",
+                  f"![length scaling](bench/results/{png})", ""]
+
+
 def render() -> str:
     out = []
     if (r := _load("inference_vs_recipe")) is not None:
@@ -30,17 +45,12 @@ def render() -> str:
                 f"{r['encoder']['flops_per_s'] / 1e9:.1f} GFLOP/s executed = "
                 f"**{100 * r['share_of_matmul_peak']:.0f}% of the measured matmul peak**.", ""]
     if (r := _load("length_scaling")) is not None:
-        out += ["**Cost against length** (seconds per document, median; peak MB above baseline):", "",
-                "| method | pass | " + " | ".join(str(t) for t in sorted({x['tokens'] for x in r['rows']})) + " |",
-                "|---|---|" + "---|" * len({x['tokens'] for x in r['rows']})]
-        keys = dict.fromkeys((x["method"], x["pass"]) for x in r["rows"])
-        for method, kind in keys:
-            cells = [f"{x['median_s']:.2f} s / {x['peak_mb']:.0f} MB" for x in r["rows"]
-                     if x["method"] == method and x["pass"] == kind]
-            out.append(f"| {method} | {kind} | " + " | ".join(cells) + " |")
-        out += ["", "log-log slope of time against length (1.0 = linear): "
-                + ", ".join(f"{k} {v}" for k, v in r["loglog_slope"].items()), "",
-                "![length scaling](bench/results/length_scaling.png)", ""]
+        out += _scaling("**Cost against length** (CPU, fp32; seconds per document, median; peak MB above baseline):",
+                        r, "length_scaling.png")
+    if (r := _load("length_scaling_cuda")) is not None:
+        gpu = r["machine"].get("gpu") or "GPU"
+        out += _scaling(f"**Cost against length on {gpu}** ({r.get('precision', 'bf16 autocast')}; seconds per "
+                        "document, median; peak MB allocated above the weights):", r, "length_scaling_cuda.png")
     if (r := _load("embedding_cache")) is not None:
         out += [f"**Embedding cache**: {len(r['aggregators'])} learned aggregators, frozen encoder, "
                 f"{r['documents']} documents: {r['uncached']['total_seconds']:.0f} s without the cache, "

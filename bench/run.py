@@ -66,7 +66,10 @@ def bench_scaling(texts, tokenizer, tiny: bool) -> dict:
     lengths = [256, 512] if tiny else [512, 1024, 2048, 4096, 8192, 16384]
     rows = scaling.run(pool, lengths, SpecialTokens.of(tokenizer), window=128, repeats=1 if tiny else 3)
     result = {"rows": rows, "loglog_slope": scaling.linearity(rows), "attention_window": 128,
-              "note": "CPU configuration: 126-token chunks, Longformer window 128; 8k and 16k are single runs"}
+              "device": "cpu", "precision": "fp32", "encoder_weights": "pretrained all-MiniLM-L6-v2",
+              "token_pool": "demo corpus",
+              "note": "CPU configuration: 126-token chunks, Longformer window 128, Reformer at its defaults "
+                      "(reformer: in params.yaml) built per length; 8k and 16k are single runs"}
     common.write("length_scaling", result)
     scaling_png(rows, common.RESULTS / "length_scaling.png")
     return result

@@ -54,7 +54,7 @@ def test_forward_backward_and_a_learning_step(name, tokenizer):
     assert model.loss(batch, TARGET).item() < before
 
 
-@pytest.mark.parametrize("name", ["chunk_vote", "attention", "longformer", "hierarchical"])
+@pytest.mark.parametrize("name", ["chunk_vote", "attention", "longformer", "reformer", "hierarchical"])
 def test_saved_model_reloads_identically(name, tokenizer, tmp_path):
     model, card = build(name)
     model.eval()

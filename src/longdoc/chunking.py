@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-from tqdm.auto import tqdm
 
 from longdoc.config import ChunkingParams
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SENTENCE_END = frozenset(".!?")
 
@@ -80,6 +82,9 @@ def chunk_document(text: str, tokenizer, params: ChunkingParams) -> ChunkedDocum
 
 def chunk_corpus(corpus: pd.DataFrame, tokenizer, params: ChunkingParams, out_dir: Path) -> dict[str, int]:
     """Write ``documents.parquet`` (token ids per document) and ``chunks.parquet`` (one row a window)."""
+    import pandas as pd  # here, not at the top: the model modules import Window, and need no pandas
+    from tqdm.auto import tqdm
+
     out_dir.mkdir(parents=True, exist_ok=True)
     docs, chunks = [], []
     for row in tqdm(corpus.itertuples(index=False), total=len(corpus), desc="chunking", unit="doc"):

@@ -186,6 +186,41 @@ class LongformerParams(_Section):
         return window
 
 
+class ReformerParams(_Section):
+    """The Reformer variant's architecture: from scratch at this size unless ``checkpoint`` names a Hugging Face
+    Reformer. Small defaults: with no pretrained weights offline, a CPU must train it from nothing."""
+
+    max_tokens: int = Field(4096, ge=64, description="Tokens the Reformer reads, [CLS]/[SEP] included; every document "
+                                                     "is padded to this, rounded up to a multiple of the chunk "
+                                                     "lengths (the axial position grid and HF's training mode need "
+                                                     "one fixed length).")
+    checkpoint: str | None = Field(None, description="A Hugging Face Reformer name or path to start from (its "
+                                                     "vocabulary must be the pipeline tokenizer's); null: from "
+                                                     "scratch.")
+    hidden_size: int = Field(384, ge=16, description="Model width; 384 (the MiniLM encoder's) lets the word embeddings "
+                                                     "start from the encoder's.")
+    layers: int = Field(4, ge=2, description="Reversible layers, alternating local and LSH attention.")
+    heads: int = Field(6, ge=1, description="Attention heads; hidden_size must divide by it.")
+    feed_forward_size: int = Field(1536, ge=16)
+    lsh_chunk_length: int = Field(64, ge=8, description="Tokens per LSH attention chunk (of the hash-sorted sequence).")
+    local_chunk_length: int = Field(64, ge=8, description="Tokens per local attention chunk.")
+    num_hashes: int = Field(1, ge=1, description="Hashing rounds per LSH layer (more: closer to full attention, "
+                                                 "slower).")
+    num_buckets: int | None = Field(None, ge=2, description="Hash buckets; null: 2 x padded length / "
+                                                            "lsh_chunk_length, as the Reformer paper advises.")
+    chunk_size_feed_forward: int = Field(64, ge=1, description="Positions per feed-forward chunk (memory, not math).")
+    embeddings_from_encoder: bool = Field(True, description="Start the word embeddings from the encoder's "
+                                                            "(encoder.name_or_path) when hidden_size matches.")
+
+    @model_validator(mode="after")
+    def _shapes_fit(self) -> ReformerParams:
+        if self.hidden_size % self.heads:
+            raise ValueError(f"hidden_size ({self.hidden_size}) must divide by heads ({self.heads})")
+        if self.num_buckets is not None and self.num_buckets % 2:
+            raise ValueError(f"num_buckets must be even (LSH hashes with +/- rotations), got {self.num_buckets}")
+        return self
+
+
 class EvaluateParams(_Section):
     batch_size: int = Field(8, ge=1, description="Documents per inference batch (all their chunks in one call).")
     docs_per_label: int | None = Field(None, ge=1, description="Evaluate on at most N test documents per label.")
@@ -328,6 +363,7 @@ class Params(_Section):
     encoder: EncoderParams = EncoderParams()
     chunking: ChunkingParams = ChunkingParams()
     longformer: LongformerParams = LongformerParams()
+    reformer: ReformerParams = ReformerParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     registry: RegistryParams = RegistryParams()

@@ -84,20 +84,28 @@ def robustness_png(frame, path: Path) -> Path:
 
 
 def scaling_png(rows: list[dict], path: Path) -> Path:
-    """Seconds against document length (log-log), one line per method and pass."""
+    """Seconds (top) and peak memory (bottom) against document length, log-log, one line per method and pass.
+
+    Rows without a time (out of memory) are left out; memory at or below 0 MB (the RSS sampler saw nothing above
+    its starting level) cannot sit on a log axis and is left out of the lower panels only.
+    """
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=110, sharey=False)
-    for ax, kind in zip(axes, ("forward", "forward+backward"), strict=True):
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5), dpi=110, sharex=True)
+    for col, kind in enumerate(("forward", "forward+backward")):
         for method in dict.fromkeys(r["method"] for r in rows):
-            pts = [(r["tokens"], r["median_s"]) for r in rows if r["method"] == method and r["pass"] == kind]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=method)
-        ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
-        ax.set_xlabel("document length (tokens)")
-        ax.set_ylabel("seconds per document")
-        ax.set_title(kind)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
+            mine = [r for r in rows if r["method"] == method and r["pass"] == kind and "median_s" in r]
+            axes[0, col].plot([r["tokens"] for r in mine], [r["median_s"] for r in mine], marker="o", label=method)
+            mem = [r for r in mine if r.get("peak_mb", 0) > 0]
+            axes[1, col].plot([r["tokens"] for r in mem], [r["peak_mb"] for r in mem], marker="o", label=method)
+        for row, label in ((0, "seconds per document"), (1, "peak memory (MB)")):
+            ax = axes[row, col]
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=8)
+        axes[0, col].set_title(kind)
+        axes[1, col].set_xlabel("document length (tokens)")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

@@ -109,6 +109,8 @@ def training_fingerprint(params: Params, variant: str, cfg: TrainParams, start: 
     shaping = {"variant": variant, "chunking": params.chunking.model_dump(), "encoder": params.encoder.model_dump(),
                "longformer": params.longformer.model_dump(), "start": start,
                "train": cfg.model_dump(exclude=NOT_SHAPING)}
+    if variant == "reformer":  # only there, so the fingerprints of other variants' checkpoints stay valid
+        shaping["reformer"] = params.reformer.model_dump()
     if world_size > 1:  # absent for one process, so the fingerprints of existing checkpoints stay valid
         shaping["world_size"] = world_size
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
@@ -169,9 +171,16 @@ def check_config(params: Params, variants: list[str] | None = None) -> None:
                            f"the encoder's {positions} positions; use at most {positions - 2}")
 
 
-def variant_settings(params: Params, cfg: TrainParams, n_labels: int) -> VariantSettings:
-    return VariantSettings(n_labels, params.chunking.chunk_tokens, cfg.dropout, cfg.max_chunks, cfg.grad_chunks,
-                           params.longformer.max_tokens, params.longformer.attention_window, cfg.hidden)
+def variant_settings(params: Params, cfg: TrainParams, n_labels: int, variant: str = "") -> VariantSettings:
+    """What the variant is built with; the Reformer reads its own length and architecture (``reformer:``)."""
+    settings = VariantSettings(n_labels, params.chunking.chunk_tokens, cfg.dropout, cfg.max_chunks, cfg.grad_chunks,
+                               params.longformer.max_tokens, params.longformer.attention_window, cfg.hidden)
+    if variant == "reformer":
+        from dataclasses import replace
+
+        settings = replace(settings, max_tokens=params.reformer.max_tokens,
+                           reformer=params.reformer.model_dump(exclude={"max_tokens"}))
+    return settings
 
 
 def epoch_order(docs: list[Doc], seed: int | None) -> list[Doc]:
@@ -399,7 +408,7 @@ def _train(chunk_dir: Path, params: Params, variant: str, cfg: TrainParams, out_
         raise LongdocError("the train split is empty")
     tokenizer = load_tokenizer(params.encoder.name_or_path)
     special = SpecialTokens.of(tokenizer)
-    settings = variant_settings(params, cfg, len(labels))
+    settings = variant_settings(params, cfg, len(labels), variant)
     card = ModelCard(variant, labels, params.chunking, params.encoder.pooling, params.encoder.name_or_path, settings)
     encoder, stage1, start = _start(variant, params, settings, encoder_from)
     model = build_classifier(card, encoder)
@@ -411,6 +420,10 @@ def _train(chunk_dir: Path, params: Params, variant: str, cfg: TrainParams, out_
     model.to(device)
     freeze_lower_layers(model, cfg.freeze_layers)
     if cfg.gradient_checkpointing:
+        if not getattr(model.encoder.backbone, "supports_gradient_checkpointing", False):
+            raise LongdocError(f"train.gradient_checkpointing is on, but {variant}'s encoder does not support it (the "
+                               "Reformer's reversible layers already recompute activations): set it to false in "
+                               f"train.overrides.{variant}")
         model.encoder.backbone.gradient_checkpointing_enable()
     cache = _embedding_cache(model, params.cache_root) if cfg.freeze_encoder else None
     make_batch = batcher(model, special, device)
@@ -581,7 +594,11 @@ def _validate(model, val_docs, labels, make_batch, device, params, state: LoopSt
         return None
     score, preds = 0.0, []
     if val_docs:
+        # back to training mode afterwards: a validation mid-epoch must not leave the rest of the epoch without
+        # dropout (nor the Reformer, whose reversible backward pass refuses eval mode)
+        was_training = model.training
         preds = predict_docs(model, val_docs, make_batch, device, params.evaluate.batch_size)
+        model.train(was_training)
         score = classification_metrics([labels[d.label] for d in val_docs], [labels[p] for p in preds],
                                        labels)["macro_f1"]
         if state.history:

@@ -23,8 +23,9 @@ VARIANTS: dict[str, str] = {
     "rnn": "longdoc.models.rnn:RNN",
     "attention": "longdoc.models.attention:Attention",
     "hierarchical": "longdoc.models.hierarchical:Hierarchical",
-    # long-context encoder
+    # long-context encoders: the whole document in one sequence
     "longformer": "longdoc.models.longformer:Longformer",
+    "reformer": "longdoc.models.reformer:Reformer",
 }
 
 

@@ -23,9 +23,10 @@ class VariantSettings:
     dropout: float = 0.1
     max_chunks: int = 16
     grad_chunks: str = "all"  # "all" | "first" | "first_and_attended": which chunks train the encoder
-    max_tokens: int = 4096  # Longformer input length
+    max_tokens: int = 4096  # input length of the whole-document variants (Longformer, Reformer)
     attention_window: int = 512  # Longformer sliding window
     hidden: int = 128  # size of the learned aggregators' hidden layers (per LSTM direction)
+    reformer: dict | None = None  # the Reformer's architecture (longdoc.config.ReformerParams); None: its defaults
 
 
 class DocumentClassifier(nn.Module):

