@@ -35,10 +35,11 @@ def _params(tmp: Path, **overrides):
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory, demo_corpus) -> Path:
+def data(tmp_path_factory, request) -> Path:
     ready = os.environ.get("LONGDOC_GPU_DATA")
     if ready:
         return Path(ready)
+    demo_corpus = request.getfixturevalue("demo_corpus")
     tmp = tmp_path_factory.mktemp("gpu-data")
     args = ["--profile", "gpu", "validate", *set_args({"data.corpus": str(demo_corpus)}), "--out", str(tmp / "v")]
     assert cli(*args).returncode == 0

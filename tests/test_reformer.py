@@ -1,19 +1,23 @@
 """The Reformer variant for real: a few training steps from scratch on a tiny configuration, then the same
-evaluation, SQLite MLflow registry and serving path (pyfunc, BentoML model) as every variant; bad input refused."""
+evaluation, SQLite MLflow registry and serving path (pyfunc, `longdoc package`, `longdoc serve` over HTTP) as
+every variant; bad input refused."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pandas as pd
 import pytest
+import requests
 import torch
 
 from longdoc.config import parse_params
 from longdoc.errors import LongdocError
 from longdoc.models.base import VariantSettings
-from tests.conftest import ROOT, cli, set_args, train_command
+from tests.conftest import BIN, ROOT, cli, set_args, train_command, wait_ready
+from tests.tracking_server import free_port
 
 # Small enough for seconds on two cores: 256 tokens (a 16 x 16 axial grid), one local and one LSH layer.
 TINY_REFORMER = {"reformer.max_tokens": 256, "reformer.layers": 2, "reformer.feed_forward_size": 256,
@@ -38,7 +42,8 @@ def registered(tiny_chunks, tmp_path_factory, small_corpus) -> dict:
     done = cli("register", *args, *extra, "--train-dir", str(tmp / "train"), "--eval-dir", str(tmp / "eval"),
                "--corpus", str(validated), "--out", str(tmp / "registration.json"), env=env)
     assert done.returncode == 0, done.stderr[-3000:]
-    return {"tmp": tmp, "env": env, "registration": json.loads((tmp / "registration.json").read_text())}
+    return {"tmp": tmp, "env": env, "args": [*args, *extra],
+            "registration": json.loads((tmp / "registration.json").read_text())}
 
 
 def test_reformer_trains_registers_and_serves_as_evaluated(registered, small_corpus, monkeypatch):
@@ -69,19 +74,26 @@ def test_reformer_trains_registers_and_serves_as_evaluated(registered, small_cor
     assert out["label"].tolist() == normal["predicted"].tolist()
     assert ((out.filter(like="prob_").sum(axis=1) - 1).abs() < 1e-5).all()
 
-    # the BentoML service's own load path: import the version into the BentoML store, unwrap its predictor
-    import bentoml
-
-    from longdoc.config import load_params
-    from longdoc.packaging import import_champion
-
-    params = load_params(ROOT / "params.yaml", {"registry.tracking_uri": uri})
-    bento_model, _ = import_champion(params, reg["model_name"], reg["version"])
-    predictor = bentoml.mlflow.load_model(bento_model).unwrap_python_model().predictor
-    assert bento_model.info.labels["variant"] == "reformer"
-    served = predictor.predict(corpus["text"].tolist()[:3])
-    assert [p.label for p in served] == normal["predicted"].tolist()[:3]
-
+    # served like every variant: `longdoc package --version` builds the Bento, `longdoc serve` answers /classify
+    done = cli("package", *registered["args"], "--model", reg["model_name"], "--version", reg["version"],
+               "--out", str(tmp / "bento.json"), env=registered["env"])
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    tag = json.loads((tmp / "bento.json").read_text())["bento_tag"]
+    port = free_port()
+    env = {**os.environ, **registered["env"], "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    with (tmp / "serve.log").open("w") as log:
+        proc = subprocess.Popen([str(BIN / "longdoc"), "serve", "--bento", tag, "--port", str(port)], cwd=ROOT,
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, proc, tmp / "serve.log")
+        for text, expected in list(zip(corpus["text"], normal["predicted"], strict=True))[:3]:
+            reply = requests.post(f"{url}/classify", json={"text": text}, timeout=60)
+            assert reply.status_code == 200, reply.text
+            assert (reply.json()["label"], reply.json()["version"]) == (expected, str(reg["version"]))
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
 
 
 def test_an_unreachable_checkpoint_is_a_clear_error(tiny_chunks, tmp_path):
