@@ -65,17 +65,19 @@ def test_stage1_fine_tunes_the_encoder_in_bf16_on_the_gpu(stage1):
     assert summary["best_val_macro_f1"] > 0.8  # five topics; chance is 0.2
 
 
-def test_an_aggregator_trains_on_cached_gpu_vectors_and_bf16_inference_agrees_with_fp32(stage1, data):
+@pytest.mark.parametrize("variant", ["attention", "rnn", "hierarchical"])
+def test_an_aggregator_trains_on_cached_gpu_vectors_and_bf16_inference_agrees_with_fp32(stage1, data, variant):
+    """The LSTM-based heads too: cuDNN packs their weights into one buffer, which saving must handle."""
     from longdoc.inference import Predictor
     from longdoc.stages import read_validated, train
 
     tmp, _ = stage1
-    summary = train(_params(tmp), "attention", data / "c", tmp / "attention", tmp / "encoder")
+    summary = train(_params(tmp), variant, data / "c", tmp / variant, tmp / "encoder")
     assert summary["device"] == "cuda" and summary["best_val_macro_f1"] > 0.8
     assert summary["embedding_cache"]["encoded"] > 0  # the stage-1 encoder's vectors, computed on the GPU
     texts = read_validated(data / "v").query("split == 'test'")["text"].tolist()[:48]
-    gpu, _ = Predictor.load(tmp / "attention" / "model", "cuda").predict_proba(texts, batch_size=16)
-    cpu, _ = Predictor.load(tmp / "attention" / "model", "cpu").predict_proba(texts, batch_size=16)
+    gpu, _ = Predictor.load(tmp / variant / "model", "cuda").predict_proba(texts, batch_size=16)
+    cpu, _ = Predictor.load(tmp / variant / "model", "cpu").predict_proba(texts, batch_size=16)
     assert (gpu.argmax(1) == cpu.argmax(1)).mean() >= 46 / 48  # bf16 may flip a near tie, no more
     assert abs(gpu - cpu).max() < 0.1
 
@@ -90,3 +92,16 @@ def test_the_longformer_with_4096_positions_trains_with_checkpointing_on_the_gpu
     assert (summary["device"], summary["steps"]) == ("cuda", 10) and summary["start"].startswith("stage1")
     assert all(h["loss"] == h["loss"] for h in json.loads((tmp / "longformer" / "history.json").read_text()))
     assert summary["best_val_macro_f1"] > 0.5
+
+
+def test_the_reformer_trains_from_scratch_in_bf16_on_the_gpu(stage1, data):
+    """LSH attention and reversible layers under bf16 autocast, at the GPU profile's length."""
+    from longdoc.stages import train
+
+    tmp, _ = stage1
+    overrides = {"train.overrides": {"reformer": {"freeze_encoder": False, "batch_size": 4, "max_steps": 10,
+                                                  "lr": 5.0e-4}}}
+    summary = train(_params(tmp, **overrides), "reformer", data / "c", tmp / "reformer", tmp / "encoder")
+    assert (summary["device"], summary["steps"]) == ("cuda", 10)
+    losses = [h["loss"] for h in json.loads((tmp / "reformer" / "history.json").read_text())]
+    assert all(loss == loss and loss < 10 for loss in losses)  # finite: no bf16 overflow in the hashing

@@ -56,10 +56,14 @@ def build_classifier(card: ModelCard, encoder: ChunkEncoder) -> DocumentClassifi
 
 
 def save_classifier(model: DocumentClassifier, tokenizer, card: ModelCard, out_dir: Path) -> None:
-    from safetensors.torch import save_model
+    from safetensors.torch import save_file
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(out_dir / WEIGHTS_FILE))
+    # Every tensor copied into storage of its own: on CUDA, cuDNN packs an LSTM's weights into one flat
+    # buffer, and safetensors refuses views that do not cover their storage (found on an H200: the
+    # attention and rnn variants could not be saved after training on a GPU).
+    state = {name: tensor.detach().clone().contiguous() for name, tensor in model.state_dict().items()}
+    save_file(state, str(out_dir / WEIGHTS_FILE), metadata={"format": "pt"})
     model.encoder.backbone.config.save_pretrained(out_dir / "encoder")
     tokenizer.save_pretrained(out_dir / "tokenizer")
     (out_dir / META_FILE).write_text(card.to_json())
