@@ -62,6 +62,13 @@ def mount_volume(task: dsl.PipelineTask, cluster: ClusterParams | None) -> dsl.P
     return kubernetes.mount_pvc(task, pvc_name=cluster.pvc, mount_path=cluster.mount_path)
 
 
+def on_training_node(task: dsl.PipelineTask, gpu: GpuParams, cluster: ClusterParams | None) -> dsl.PipelineTask:
+    """A training task: the GPU, the volume for checkpoints and cache, and retries that resume from them."""
+    if cluster is not None and cluster.train_retries:
+        task.set_retry(num_retries=cluster.train_retries)
+    return mount_volume(request_gpu(task, gpu), cluster)
+
+
 def make_pipeline(image: str, gpu: GpuParams, name: str = "longdoc", parallelism: int = 0,
                   cluster: ClusterParams | None = None):
     """Build the pipeline function for a container image (the project's, from params.yaml).
@@ -71,13 +78,9 @@ def make_pipeline(image: str, gpu: GpuParams, name: str = "longdoc", parallelism
     Secret, PVC and retries of a Kubeflow cluster (None: compiled for this machine).
     """
     c = build_components(image)
-    retries = cluster.train_retries if cluster is not None else 0
 
     def trains(task: dsl.PipelineTask) -> dsl.PipelineTask:
-        """GPU, the volume for checkpoints and cache, and retries that resume from them."""
-        if retries:
-            task.set_retry(num_retries=retries)
-        return mount_volume(request_gpu(task, gpu), cluster)
+        return on_training_node(task, gpu, cluster)
 
     @dsl.pipeline(name=name, description="Long-document classifiers: validate, chunk, train every variant, "
                                          "evaluate, register in MLflow through the promotion gate, compare "

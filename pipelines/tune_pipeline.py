@@ -11,19 +11,16 @@ from kfp import dsl
 
 from components.factory import build_components
 from longdoc.config import ClusterParams, GpuParams
-from pipelines.longdoc_pipeline import mount_volume, request_gpu, use_data_secret, use_mlflow_secret
+from pipelines.longdoc_pipeline import on_training_node, use_data_secret, use_mlflow_secret
 
 
 def make_tune_pipeline(image: str, gpu: GpuParams, name: str = "longdoc", parallelism: int = 0,
                        cluster: ClusterParams | None = None):
     """The sweep's pipeline function; ``parallelism`` bounds the trials running at once (0: all)."""
     c = build_components(image)
-    retries = cluster.train_retries if cluster is not None else 0
 
     def on_gpu(task: dsl.PipelineTask) -> dsl.PipelineTask:
-        if retries:
-            task.set_retry(num_retries=retries)
-        return mount_volume(request_gpu(task, gpu), cluster)
+        return on_training_node(task, gpu, cluster)
 
     @dsl.pipeline(name=f"{name}-tune", description="Hyperparameter sweep: sampled configurations of params.yaml "
                                                    "trained in parallel, each a nested MLflow run; the best "

@@ -47,9 +47,14 @@ OUT = Path("outputs")
 def _params(path: Path, overrides: list[str] | None, extra: dict | None = None):
     """params.yaml, with the profile named by ``--profile`` (or LONGDOC_PROFILE) laid over it, then --set,
     then ``extra`` (a command's own options, taken as typed rather than parsed as YAML)."""
-    import yaml
-
     from longdoc.config import load_params
+
+    return load_params(path, {**_parse_sets(overrides), **(extra or {})}, os.environ.get(PROFILE_ENV) or None)
+
+
+def _parse_sets(overrides: list[str] | None) -> dict:
+    """``--set key=value`` options as dotted keys, each value read as YAML (``train.variants=[head]``)."""
+    import yaml
 
     parsed = {}
     for item in overrides or []:
@@ -57,7 +62,7 @@ def _params(path: Path, overrides: list[str] | None, extra: dict | None = None):
         if not sep:
             raise LongdocError(f"--set expects key=value, got {item!r}")
         parsed[key] = yaml.safe_load(value)
-    return load_params(path, {**parsed, **(extra or {})}, os.environ.get(PROFILE_ENV) or None)
+    return parsed
 
 
 def _console():
@@ -390,17 +395,9 @@ def tune(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 
 def _raw_params(path: Path, overrides: list[str] | None) -> dict:
     """The params mapping as :func:`_params` validates it (profile and --set applied), validated too."""
-    import yaml
-
     from longdoc.config import load_raw, parse_params
 
-    parsed = {}
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise LongdocError(f"--set expects key=value, got {item!r}")
-        parsed[key] = yaml.safe_load(value)
-    raw = load_raw(path, parsed, os.environ.get(PROFILE_ENV) or None)
+    raw = load_raw(path, _parse_sets(overrides), os.environ.get(PROFILE_ENV) or None)
     parse_params(raw)
     return raw
 
