@@ -131,11 +131,12 @@ def test_champion_predicts_raw_text_as_evaluated(run, client, small_corpus):
     assert ((probs.max(axis=1) - normal["confidence"].to_numpy()).abs() < 1e-5).all()  # calibrated, as evaluated
 
 
-def test_an_equal_model_is_not_promoted(run, client):
+def test_an_equal_model_is_not_promoted(run, client, monkeypatch):
     """The same baseline registered again does not beat the champion: the interval says so on the version."""
     from longdoc.stages import baseline, gate
 
-    os.environ.update(run["env"])
+    for key, value in run["env"].items():  # for this test only: later tests must not inherit the run's stores
+        monkeypatch.setenv(key, value)
     champion = client.get_model_version_by_alias(NAME, "champion")
     params = load_params(ROOT / "params.yaml", run["overrides"])
     reg = baseline(params, validated_dir(run), run["tmp"] / "again", "test-commit")

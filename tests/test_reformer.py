@@ -69,7 +69,8 @@ def test_reformer_trains_registers_and_serves_as_evaluated(registered, small_cor
     evaluated = pd.read_parquet(tmp / "eval" / "predictions.parquet")
     normal = evaluated[evaluated["view"] == "normal"].set_index("id")
     corpus = pd.read_json(small_corpus, lines=True).set_index("id").loc[normal.index]
-    model = mlflow.pyfunc.load_model(reg["model_uri"])
+    # by the version's own artifact location: mlflow's process-wide registry URI may be another test's
+    model = mlflow.pyfunc.load_model(client.get_model_version_download_uri(reg["model_name"], reg["version"]))
     out = model.predict(pd.DataFrame({"text": corpus["text"].tolist()}))
     assert out["label"].tolist() == normal["predicted"].tolist()
     assert ((out.filter(like="prob_").sum(axis=1) - 1).abs() < 1e-5).all()

@@ -121,7 +121,7 @@ def test_the_best_params_file_reproduces_the_best_trial(tuned):
     assert summary["best_val_macro_f1"] == pytest.approx(study.best_value)
     # `longdoc run --params` takes it too: past the params and its config checks, it stops only at the
     # tracking server named here, which does not answer (a whole run would take minutes)
-    run = cli("run", "--params", str(tmp / "params.best.yaml"), "--set", "registry.tracking_uri=http://127.0.0.1:9")
+    run = cli("run", "--params", str(tmp / "params.best.yaml"), env={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"})
     assert run.returncode == 2 and "cannot be reached" in run.stderr and "Traceback" not in run.stderr, run.stderr
 
 
