@@ -132,8 +132,9 @@ def test_no_training_state_is_unpickled():
 
 @pytest.mark.slow
 def test_a_small_corpus_gets_the_configured_steps_with_the_shipped_settings(tmp_path, demo_corpus):
-    """40 demo articles in each of two classes, params.yaml as shipped (narrowed to two variants, and stage 1 to
-    two chunks a document to keep the test short)."""
+    """40 demo articles in each of two classes, params.yaml as shipped (stage 1 narrowed to two chunks a
+    document to keep the test short), trained by the stages the pipeline runs. What the registry and the
+    run's summary make of these costs is checked on the pipeline's own run (test_pipeline.py)."""
     from longdoc.data.corpus import read_corpus, write_jsonl
     from longdoc.data.splits import sample_per_label
 
@@ -141,31 +142,23 @@ def test_a_small_corpus_gets_the_configured_steps_with_the_shipped_settings(tmp_
     frame = sample_per_label(frame[frame["label"].isin(["business", "sports"])], 40, 13)
     corpus = tmp_path / "corpus.jsonl"
     write_jsonl(frame, corpus)
-    env = {"MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlruns.db'}", "BENTOML_HOME": str(tmp_path / "bentoml"),
-           "COLUMNS": "250"}
     shipped = load_params(ROOT / "params.yaml").train
-    overrides = {"data.corpus": str(corpus), "train.variants": ["head", "attention"],
-                 "train.stage1": {**shipped.stage1, "max_chunks": 2}, "pipeline.pipeline_root": str(tmp_path / "kfp")}
-    done = cli("run", *set_args(overrides), env=env)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    import mlflow
-
-    client = mlflow.MlflowClient(env["MLFLOW_TRACKING_URI"], env["MLFLOW_TRACKING_URI"])
-    runs = client.search_runs([client.get_experiment_by_name("longdoc").experiment_id], "tags.kind = 'model'")
-    steps = {r.data.tags["variant"]: r.data.metrics for r in runs}
-    encoder = json.loads(next((tmp_path / "kfp").rglob("train-encoder/encoder/train_summary.json")).read_text())
+    args = set_args({"data.corpus": str(corpus), "train.stage1": {**shipped.stage1, "max_chunks": 2},
+                     "train.cache_dir": str(tmp_path / "cache")})
+    for stage in (["validate", "--out", str(tmp_path / "v")], ["chunk", "--corpus", str(tmp_path / "v"), "--out",
+                                                               str(tmp_path / "c")],
+                  ["train-encoder", "--chunks", str(tmp_path / "c"), "--out", str(tmp_path / "encoder")]):
+        done = cli(stage[0], *args, *stage[1:])
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    encoder = json.loads((tmp_path / "encoder" / "train_summary.json").read_text())
     assert encoder["steps"] == shipped.for_stage1().max_steps and encoder["epochs"] > 1  # not one epoch of 60
     for variant in ("head", "attention"):
-        metrics = steps[variant]
-        assert metrics["train_steps"] == shipped.for_variant(variant).max_steps and metrics["train_epochs"] > 1
-        # stage 2 on the cached vectors: no encoder token of its own, the stage-1 cost beside it
-        assert metrics["train_encoder_tokens"] == 0
-        assert metrics["train_stage1_encoder_tokens"] == encoder["encoder_tokens"] > 0
-        # ... and its seconds: the fine-tune plus encoding the vectors stage 2 reads
-        encoding = encoder["embedding_cache"]["seconds"]
-        assert encoding > 0 and metrics["train_stage1_train_seconds"] == round(encoder["train_seconds"] + encoding, 1)
-        assert f"{int(metrics['train_steps'])} ({metrics['train_epochs']:.1f} ep)" in done.stdout
-    assert "training cost" in done.stdout and "+ stage 1" in done.stdout
+        done = cli("train", *args, "--variant", variant, "--chunks", str(tmp_path / "c"), "--encoder-from",
+                   str(tmp_path / "encoder"), "--out", str(tmp_path / variant))
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        summary = json.loads((tmp_path / variant / "train_summary.json").read_text())
+        assert summary["steps"] == shipped.for_variant(variant).max_steps and summary["epochs"] > 1
+        assert summary["encoder_tokens"] == 0 and summary["stage1_encoder_tokens"] == encoder["encoder_tokens"]
 
 
 def test_env_profile_reaches_every_command():

@@ -58,6 +58,22 @@ def client(run):
 NAME = "longdoc-business-entertainment-politics-sports-tech"  # the demo's task, named by its labels
 
 
+def test_each_variant_carries_the_stage_1_cost_it_was_built_on(run, client):
+    """Stage 2 trains heads on cached vectors: no encoder token of its own, the stage-1 fine-tune and the
+    encoding of the vectors it reads beside it, in MLflow and in the run's summary."""
+    experiment = client.get_experiment_by_name("longdoc").experiment_id
+    metrics = {r.data.tags["variant"]: r.data.metrics for r in client.search_runs([experiment], "tags.kind = 'model'")}
+    root = Path(run["overrides"]["pipeline.pipeline_root"])
+    encoder = json.loads(next(root.rglob("train-encoder/encoder/train_summary.json")).read_text())
+    encoding = encoder["embedding_cache"]["seconds"]
+    assert encoding > 0
+    for variant in SMALL["train.variants"]:
+        assert metrics[variant]["train_encoder_tokens"] == 0
+        assert metrics[variant]["train_stage1_encoder_tokens"] == encoder["encoder_tokens"] > 0
+        assert metrics[variant]["train_stage1_train_seconds"] == round(encoder["train_seconds"] + encoding, 1)
+    assert "training cost" in run["stdout"] and "+ stage 1" in run["stdout"]
+
+
 def validated_dir(run) -> Path:
     return next(Path(run["overrides"]["pipeline.pipeline_root"]).glob("*/validate/corpus"))
 
