@@ -108,10 +108,13 @@ class MlflowServer:
     def start(self) -> None:
         self.artifacts.mkdir(parents=True, exist_ok=True)
         log = (self.artifacts.parent / "mlflow-server.log").open("a")
+        # One uvicorn worker: it still serves clients concurrently (MLflow runs its Flask app in anyio worker
+        # threads, each request on its own database connection), and on 2 cores it answered promotions 4x
+        # faster than two worker processes did (60 from 3 clients: 11.6 s against 43 s, 2026-11-30).
         self.proc = subprocess.Popen(
             [str(BIN / "mlflow"), "server", "--backend-store-uri", self.backend, "--serve-artifacts",
              "--artifacts-destination", str(self.artifacts), "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", "2"],
+             "--workers", "1"],
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"},
             start_new_session=True)
         _wait_http(f"{self.uri}/health", 180, self.proc)
