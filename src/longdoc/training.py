@@ -227,11 +227,16 @@ def batcher(model: DocumentClassifier, special: SpecialTokens, device: torch.dev
 @torch.inference_mode()
 def predict_docs(model: DocumentClassifier, docs: list[Doc], make_batch, device: torch.device,
                  batch_size: int) -> list[int]:
+    """Predicted label indices, in eval mode; the model is left in the mode it came in, so a validation in
+    mid-epoch does not leave the rest of the epoch without dropout (nor the Reformer, whose reversible
+    backward pass refuses eval mode)."""
+    was_training = model.training
     model.eval()
     preds = []
     for batch_docs in epoch_batches(docs, batch_size, None):
         with autocast(device):
             preds.extend(model(make_batch(batch_docs)).argmax(-1).tolist())
+    model.train(was_training)
     return preds
 
 
@@ -594,11 +599,7 @@ def _validate(model, val_docs, labels, make_batch, device, params, state: LoopSt
         return None
     score, preds = 0.0, []
     if val_docs:
-        # back to training mode afterwards: a validation mid-epoch must not leave the rest of the epoch without
-        # dropout (nor the Reformer, whose reversible backward pass refuses eval mode)
-        was_training = model.training
         preds = predict_docs(model, val_docs, make_batch, device, params.evaluate.batch_size)
-        model.train(was_training)
         score = classification_metrics([labels[d.label] for d in val_docs], [labels[p] for p in preds],
                                        labels)["macro_f1"]
         if state.history:
