@@ -131,11 +131,15 @@ def pipeline_function(params: Params, parallelism: int | None = None, target: Ta
 
 
 def compile_pipeline(params: Params, out: Path, target: Target = "local") -> Path:
+    arguments = pipeline_arguments(params, target)  # before anything is written: a refused compile leaves no file
+    return _compile(pipeline_function(params, target=target), arguments, out)
+
+
+def _compile(function, arguments: dict, out: Path) -> Path:
     from kfp import compiler
 
-    arguments = pipeline_arguments(params, target)  # before anything is written: a refused compile leaves no file
     out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(pipeline_function(params, target=target), str(out), pipeline_parameters=arguments)
+    compiler.Compiler().compile(function, str(out), pipeline_parameters=arguments)
     return out
 
 
@@ -161,12 +165,8 @@ def tune_function(params: Params, target: Target = "local"):
 def compile_tune(params: Params, out: Path, space_json: str, n_trials: int, study: str,
                  target: Target = "local") -> Path:
     """Compile the sweep (``longdoc pipeline compile --tune``)."""
-    from kfp import compiler
-
     arguments = tune_arguments(params, space_json, n_trials, study, target)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(tune_function(params, target), str(out), pipeline_parameters=arguments)
-    return out
+    return _compile(tune_function(params, target), arguments, out)
 
 
 def run_local(params: Params) -> dict[str, str]:

@@ -164,17 +164,25 @@ def test_evaluation_is_deterministic_and_does_not_depend_on_the_batch(tokenizer)
     assert torch.equal(torch.get_rng_state(), state)
 
 
-def test_training_steps_are_reproducible_from_the_seed(tokenizer):
-    """HF's Reformer seeds each layer's dropout from OS entropy; here the seeds follow train.seed."""
+def _two_layer_model_and_batch(tokenizer, dropout: float):
+    """A 2-layer Reformer at 256 tokens and a batch of the variant tests' three texts."""
     from longdoc.models.batching import SpecialTokens, collate
-    from tests.test_variants import TARGET, TEXTS, build
+    from tests.test_variants import TEXTS, build
 
-    settings = VariantSettings(n_labels=3, chunk_tokens=24, dropout=0.2, max_tokens=256,
+    settings = VariantSettings(n_labels=3, chunk_tokens=24, dropout=dropout, max_tokens=256,
                                reformer={"layers": 2, "feed_forward_size": 256, "lsh_chunk_length": 32,
                                          "local_chunk_length": 32})
     model, _ = build("reformer", settings)
     batch = collate([model.segments(tokenizer(t * 4, add_special_tokens=False)["input_ids"], []) for t in TEXTS],
                     SpecialTokens.of(tokenizer))
+    return model, batch
+
+
+def test_training_steps_are_reproducible_from_the_seed(tokenizer):
+    """HF's Reformer seeds each layer's dropout from OS entropy; here the seeds follow train.seed."""
+    from tests.test_variants import TARGET
+
+    model, batch = _two_layer_model_and_batch(tokenizer, dropout=0.2)
 
     def step() -> tuple[float, torch.Tensor]:
         torch.manual_seed(7)
@@ -190,15 +198,9 @@ def test_training_steps_are_reproducible_from_the_seed(tokenizer):
 
 def test_bf16_autocast_trains_and_predicts_like_fp32(tokenizer):
     """The CUDA path runs under bf16 autocast (longdoc.precision); the same autocast on CPU catches dtype breaks."""
-    from longdoc.models.batching import SpecialTokens, collate
-    from tests.test_variants import TARGET, TEXTS, build
+    from tests.test_variants import TARGET
 
-    settings = VariantSettings(n_labels=3, chunk_tokens=24, dropout=0.0, max_tokens=256,
-                               reformer={"layers": 2, "feed_forward_size": 256, "lsh_chunk_length": 32,
-                                         "local_chunk_length": 32})
-    model, _ = build("reformer", settings)
-    batch = collate([model.segments(tokenizer(t * 4, add_special_tokens=False)["input_ids"], []) for t in TEXTS],
-                    SpecialTokens.of(tokenizer))
+    model, batch = _two_layer_model_and_batch(tokenizer, dropout=0.0)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = model.loss(batch, TARGET)
     loss.backward()

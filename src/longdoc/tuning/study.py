@@ -49,13 +49,18 @@ def _database(url: str) -> tuple[str, str, str, str]:
     return backend, parsed.host or "", str(parsed.port or ""), database
 
 
+def _scheme(uri: str) -> str:
+    """The database backend of a URI: ``postgresql`` for ``postgresql+psycopg://...``."""
+    return uri.split(":", 1)[0].split("+")[0]
+
+
 def default_storage(tracking_uri: str) -> str:
     """A database beside MLflow's: a sibling SQLite file, or a sibling database on the same server."""
     from sqlalchemy.engine import make_url
 
     from longdoc.tracking import redact
 
-    scheme = tracking_uri.split(":", 1)[0].split("+")[0]
+    scheme = _scheme(tracking_uri)
     if scheme == "sqlite":
         path = Path(tracking_uri.removeprefix("sqlite:///"))
         return "sqlite:///" + str(path.with_name(f"{path.stem}.optuna{path.suffix or '.db'}"))
@@ -70,8 +75,7 @@ def default_storage(tracking_uri: str) -> str:
 def resolve_storage(storage: str | None, tracking_uri: str) -> str:
     """``--storage``, or the default beside MLflow's database; never MLflow's database itself."""
     url = storage or default_storage(tracking_uri)
-    if tracking_uri.split(":", 1)[0].split("+")[0] in ("sqlite", *SERVER_SCHEMES) and \
-            _database(url) == _database(tracking_uri):
+    if _scheme(tracking_uri) in ("sqlite", *SERVER_SCHEMES) and _database(url) == _database(tracking_uri):
         raise LongdocError(f"--storage is MLflow's own database ({_database(url)[3]}): Optuna and MLflow each keep "
                            "their schema revision in a table named alembic_version and refuse the other's, so one "
                            f"would break the other; use another database, e.g. {default_storage(tracking_uri)}")
