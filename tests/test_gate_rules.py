@@ -115,12 +115,6 @@ def test_a_perfect_score_does_not_save_an_undertrained_or_stale_version() -> Non
     assert refusals(entity(**best, data_version="d1", undertrained="false"), "d1", GateParams()) == []
 
 
-@pytest.mark.parametrize("tags", [{}, {f"{GAP}_lo": "n/a"}, {f"{GAP}_lo": "", GAP: "x"}])
-def test_an_unreadable_gap_is_unknown_not_a_refusal_nor_a_crash(tags: dict) -> None:
-    """A version logged without (or with a garbled) gap interval has no evidence against it."""
-    assert refusals(entity(**tags, data_version="d1"), "d1", GateParams(max_inverted_gap=-1.0)) == []
-
-
 number = st.floats(-1, 1, allow_nan=False)
 
 
@@ -378,21 +372,21 @@ def test_when_every_candidate_is_refused_nothing_changes_but_each_is_told_why(st
         ("refused", lazy.version, champion.version, "undertrained: learned nothing")]
 
 
-def test_the_champion_must_be_beaten_at_the_lower_bound_and_new_data_replaces_it(store: Store) -> None:
+def test_the_champion_must_be_beaten_at_the_lower_bound(store: Store) -> None:
     name = store.model()
-    old = store.answers(name, 15, data="d0")
-    gate(store, name, [old], data="d0")
-    fresh = store.answers(name, 5, data="d1")  # far worse, but on the current data
-    decision = gate(store, name, [fresh], data="d1")
+    old = store.answers(name, 5)
+    gate(store, name, [old])
+    fresh = store.answers(name, 25)
+    decision = gate(store, name, [fresh])
     assert decision.promoted and decision.previous == old.version
-    assert decision.reason == f"data changed: d0 -> d1 (champion v{old.version} was trained on older data)"
+    assert decision.reason == f"beats champion v{old.version} by {difference(store.client, name, fresh, old)}"
     assert store.tags(name, old.version)["status"] == f"replaced as {ALIAS} by v{fresh.version}"
     again = gate(store, name, [fresh], data="d1")
     assert again == Decision(fresh.version, False, ["already champion"], fresh.version)
     # gating the champion again changes nothing: it is not turned into a refused challenger
     assert (store.tags(name, fresh.version)["status"], store.champion(name)) == (ALIAS, fresh.version)
     assert [e["action"] for e in audit_trail(store.client, name)] == ["gate", "gate"]
-    same = store.answers(name, 5)  # identical answers: a difference of exactly zero
+    same = store.answers(name, 25)  # identical answers: a difference of exactly zero
     noise = gate(store, name, [same])
     zero = difference(store.client, name, same, fresh)
     assert not noise.promoted and noise.version == same.version and noise.previous == fresh.version
@@ -673,3 +667,65 @@ def test_every_candidate_of_a_run_is_tagged_with_why_it_won_or_lost(store: Store
                                     ("refused", weak.version, champion.version),
                                     ("gate", strong.version, champion.version)])
     assert trail[-1][0] == "gate"
+
+
+# --- trust under change (issue #20): the gate always compares -------------------------------------
+
+def test_new_data_does_not_replace_the_champion_without_a_paired_comparison(store: Store) -> None:
+    """A candidate on other data must beat the champion re-scored on its own test documents; a champion
+    that cannot be re-scored (here: a version with no loadable model) is a refusal that says why."""
+    name = store.model()
+    old = store.answers(name, 15, data="d0")
+    gate(store, name, [old], data="d0")
+    fresh = store.answers(name, 30, data="d1")  # perfect, but on other data: the logged answers are not comparable
+    decision = gate(store, name, [fresh], data="d1")
+    assert not decision.promoted and store.champion(name) == old.version
+    assert decision.reason.startswith(f"champion v{old.version} (data d0) could not be re-scored on the candidate's "
+                                      "test documents (data d1): ")
+    assert store.tags(name, fresh.version)["gate"] == f"refused: {decision.reason}"
+    assert store.tags(name, old.version)["status"] == ALIAS
+
+
+def test_a_registry_error_on_reading_the_champion_stops_the_gate(tmp_path: Path) -> None:
+    """Only "alias not found" means no champion; a store that fails is an error, and nothing is written."""
+    import sqlite3
+
+    import mlflow
+
+    shutil.copy(_empty_store(), tmp_path / "mlruns.db")
+    uri = f"sqlite:///{tmp_path / 'mlruns.db'}"
+    broken = Store(mlflow.MlflowClient(uri, uri), uri, "", tmp_path)
+    broken.experiment = broken.client.create_experiment("gate", artifact_location=(tmp_path / "a").as_uri())
+    name = broken.model()
+    champion, candidate = broken.answers(name, 10), broken.answers(name, 12)
+    gate(broken, name, [champion])
+    with sqlite3.connect(tmp_path / "mlruns.db") as db:  # the alias points at a version the store cannot read
+        db.execute("UPDATE registered_model_aliases SET version = 99 WHERE name = ?", (name,))
+    with pytest.raises(LongdocError, match=f"^cannot read {name}@{ALIAS} from the registry "):
+        gate(broken, name, [candidate])
+    with pytest.raises(LongdocError, match=f"^cannot read {name}@{ALIAS} from the registry "):
+        promote(broken.client, name, candidate.version, ALIAS, "fix", True, "d1", GateParams())
+    with sqlite3.connect(tmp_path / "mlruns.db") as db:
+        db.execute("UPDATE registered_model_aliases SET version = ? WHERE name = ?", (int(champion.version), name))
+    assert broken.champion(name) == champion.version
+    assert "status" not in broken.tags(name, candidate.version) and "gate" not in broken.tags(name, candidate.version)
+    assert [r["version"] for r in audit_trail(broken.client, name, applied_only=False)] == [champion.version]
+
+
+@pytest.mark.parametrize("tags", [{}, {f"{GAP}_lo": "nan"}, {f"{GAP}_lo": "n/a"}, {f"{GAP}_lo": "", GAP: "x"}])
+def test_an_unknown_inverted_gap_is_a_refusal_that_says_so(tags: dict) -> None:
+    """No evidence of robustness is no pass: the rule cannot be skipped by a missing or NaN value."""
+    assert refusals(entity(**tags, data_version="d1"), "d1", GateParams()) == [
+        "inverted gap unknown (no number in its inverted_gap_macro_f1_lo tag): robustness cannot be checked"]
+
+
+def test_gating_the_champion_after_a_corpus_change_changes_nothing(store: Store) -> None:
+    """The already-champion check comes before the refusals: the champion is never turned into a challenger."""
+    name = store.model()
+    champion = store.answers(name, 20, data="d0")
+    gate(store, name, [champion], data="d0")
+    again = gate(store, name, [champion], data="d1")  # `longdoc models gate` after the corpus changed
+    assert again == Decision(champion.version, False, ["already champion"], champion.version)
+    tags = store.tags(name, champion.version)
+    assert (tags["status"], tags["gate"]) == (ALIAS, "passed: no champion yet")
+    assert [e["action"] for e in audit_trail(store.client, name, applied_only=False)] == ["gate"]

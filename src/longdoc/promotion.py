@@ -5,14 +5,15 @@ is registered, and its rules are stated on intervals, because a test split of 15
 resolve differences of one document:
 
 1. each candidate on its own: refused when the lower bound of its inverted macro-F1 gap is above
-   ``max_inverted_gap`` (it surely loses that much when the telling part comes last), or when it was
-   trained on other data than the current corpus;
+   ``max_inverted_gap`` (it surely loses that much when the telling part comes last) or unknown, or
+   when it was trained on other data than the current corpus;
 2. among this run's survivors: a transformer is chosen only if it beats the baseline, i.e. the lower
    bound of the paired-bootstrap macro-F1 difference (transformer - baseline, same test documents)
    is above ``min_gain``; otherwise the baseline is chosen: as good within noise and far cheaper;
-3. against the task's champion: a champion trained on older data is replaced ("data changed: old ->
-   new"); otherwise the chosen candidate must beat it the same way, on the same test documents (the
-   champion is re-scored on the candidate's test split when the two differ, and the reason says so).
+3. against the task's champion: the chosen candidate must beat it the same way, on the candidate's
+   test documents. The champion is re-scored on them when it was evaluated on other documents or on
+   other data (a changed corpus is no free pass: a content hash does not say which data is newer,
+   and a sampled or older corpus differs too); a champion that cannot be re-scored is a refusal.
 
 MLflow aliases keep no history, so every change of champion (and every refusal) is one audit
 record (audit.py: action, version, previous champion, who, when, why), written before the alias
@@ -32,6 +33,7 @@ are not serialised and not recorded.
 from __future__ import annotations
 
 import contextlib
+import math
 import tempfile
 from dataclasses import dataclass, field
 
@@ -43,6 +45,7 @@ from longdoc.config import GateParams
 from longdoc.errors import LongdocError
 from longdoc.lease import alias_lease
 from longdoc.mlflow_direct import registry
+from longdoc.tracking import redact
 
 PROMOTION_METRIC = "normal_macro_f1"
 GAP_METRIC = "inverted_gap_macro_f1"
@@ -77,12 +80,36 @@ class Difference:
 
 
 def current_champion(client, name: str, alias: str):
+    """The version holding ``alias``, or None when the alias (or the model) does not exist.
+
+    Only that absence means "no champion yet": any other failure (a server error, a permission, an
+    alias pointing at a version the store cannot read) stops the caller, because taking it for "no
+    champion" would promote without comparison and lose the champion it replaced.
+    """
     from mlflow.exceptions import MlflowException
 
     try:
         return client.get_model_version_by_alias(name, alias)
-    except MlflowException:
-        return None
+    except MlflowException as err:
+        if err.error_code in _ABSENT and not _alias_exists(client, name, alias):
+            return None
+        raise LongdocError(f"cannot read {name}@{alias} from the registry ({err.error_code}: "
+                           f"{redact(err.message)}); the gate decides nothing until it can") from None
+
+
+_ABSENT = ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST")  # how a missing alias or model reads
+
+
+def _alias_exists(client, name: str, alias: str) -> bool:
+    """Whether the registered model lists ``alias``: the check that an error really meant "not set"."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return alias in client.get_registered_model(name).aliases
+    except MlflowException as err:
+        if err.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise LongdocError(f"cannot read {name} from the registry ({err.error_code}: {redact(err.message)})") from None
 
 
 def _tag(version, key: str) -> float:
@@ -93,10 +120,16 @@ def _tag(version, key: str) -> float:
 
 
 def refusals(candidate, current_data: str, rules: GateParams) -> list[str]:
-    """Reasons a candidate may not be champion whatever the others score."""
+    """Reasons a candidate may not be champion whatever the others score.
+
+    An inverted gap that is missing or not a number is a refusal: without it the robustness rule
+    cannot be checked, and a rule that is skipped is a rule that does not hold.
+    """
     reasons = []
     gap, low, high = (_tag(candidate, k) for k in (GAP_METRIC, f"{GAP_METRIC}_lo", f"{GAP_METRIC}_hi"))
-    if low > rules.max_inverted_gap:
+    if math.isnan(low):
+        reasons.append(f"inverted gap unknown (no number in its {GAP_METRIC}_lo tag): robustness cannot be checked")
+    elif low > rules.max_inverted_gap:
         reasons.append(f"inverted gap {gap:+.4f} [{low:+.4f}, {high:+.4f}]: lower bound above max_inverted_gap "
                        f"{rules.max_inverted_gap}")
     if candidate.tags.get("undertrained") == "true":
@@ -118,21 +151,30 @@ def _rescore(name: str, version, corpus: pd.DataFrame, ids: pd.Index) -> pd.Seri
     """Predict with a registered version on the given test documents (through its MLflow model)."""
     import mlflow
 
+    texts = corpus.drop_duplicates("id").set_index("id")["text"]
+    missing = ids.difference(texts.index)
+    if len(missing):
+        raise LongdocError(f"the corpus lacks {len(missing)} of the {len(ids)} test documents (e.g. {missing[0]!r})")
     model = mlflow.pyfunc.load_model(f"models:/{name}/{version.version}")
-    texts = corpus.set_index("id").loc[ids, "text"].tolist()
-    return pd.Series(model.predict(pd.DataFrame({"text": texts}))["label"].tolist(), index=ids)
+    return pd.Series(model.predict(pd.DataFrame({"text": texts.loc[ids].tolist()}))["label"].tolist(), index=ids)
 
 
-def difference(client, name: str, a, b, corpus: pd.DataFrame | None = None) -> Difference:
-    """macro-F1 of version ``a`` minus that of ``b`` on ``a``'s test documents (paired bootstrap)."""
+def difference(client, name: str, a, b, corpus: pd.DataFrame | None = None, rescore: bool = False) -> Difference:
+    """macro-F1 of version ``a`` minus that of ``b`` on ``a``'s test documents (paired bootstrap).
+
+    ``b`` is re-scored on ``a``'s documents (from ``corpus``) when it was scored on others, or when
+    ``rescore`` says its logged answers are not comparable (it was evaluated on other data: the same
+    ids may hold other texts or labels).
+    """
     from longdoc.metrics import paired_difference
 
-    pa, pb = _predictions(client, a), _predictions(client, b)
-    rescored = set(pa.index) != set(pb.index)
+    pa = _predictions(client, a)
+    pb = None if rescore else _predictions(client, b)
+    rescored = pb is None or set(pa.index) != set(pb.index)
     if rescored:
         if corpus is None:
-            raise LongdocError(f"v{a.version} and v{b.version} were scored on different test documents and no "
-                               "corpus was given to re-score on")
+            why = "were evaluated on different data" if pb is None else "were scored on different test documents"
+            raise LongdocError(f"v{a.version} and v{b.version} {why} and no corpus was given to re-score on")
         predicted_b = _rescore(name, b, corpus, pa.index)
     else:
         predicted_b = pb.loc[pa.index, "predicted"]
@@ -188,7 +230,8 @@ def decide(client, name: str, versions: list[str], alias: str, current_data: str
         previous = str(champion.version) if champion is not None else None
         survivors, refused = [], []
         for candidate in candidates:
-            reasons = refusals(candidate, current_data, rules)
+            # the champion gated again is left as it is (it is compared with nothing, so it cannot lose)
+            reasons = [] if str(candidate.version) == previous else refusals(candidate, current_data, rules)
             if reasons:
                 _refuse(client, name, candidate, alias, previous, reasons)
                 refused.append(f"{_describe(candidate)}: {'; '.join(reasons)}")
@@ -212,18 +255,29 @@ def decide(client, name: str, versions: list[str], alias: str, current_data: str
 
 
 def _versus_champion(client, name: str, chosen, champion, rules: GateParams, corpus) -> str | None:
-    """Why ``chosen`` replaces the champion, or "refused: why not"; None when it is the champion."""
+    """Why ``chosen`` replaces the champion, or "refused: why not"; None when it is the champion.
+
+    Always by the paired rule on the candidate's test documents: new data is no free pass (which data
+    is newer cannot be told from a content hash, and a sample or an older revision would pass too). A
+    champion evaluated on other data is re-scored on the candidate's documents; one that cannot be
+    is a refusal, since nothing shows the candidate is better.
+    """
     if champion is None:
         return "no champion yet"
     if str(champion.version) == str(chosen.version):
         return None
     old, new = champion.tags.get("data_version"), chosen.tags.get("data_version")
-    if old != new:
-        return f"data changed: {old} -> {new} (champion v{champion.version} was trained on older data)"
-    diff = difference(client, name, chosen, champion, corpus)
+    try:
+        diff = difference(client, name, chosen, champion, corpus, rescore=old != new)
+    except Exception as err:  # a model that does not load or predict is as much a refusal as a missing corpus
+        why = err if isinstance(err, LongdocError) else f"{type(err).__name__}: {redact(str(err))[:500]}"
+        return (f"refused: champion v{champion.version} (data {old}) could not be re-scored on the candidate's "
+                f"test documents (data {new}): {why}")
+    data = f"; data changed: {old} -> {new}" if old != new else ""
     if diff.low > rules.min_gain:
-        return f"beats champion v{champion.version} by {diff}"
-    return f"refused: does not beat champion v{champion.version} by min_gain {rules.min_gain}: difference {diff}"
+        return f"beats champion v{champion.version} by {diff}{data}"
+    return (f"refused: does not beat champion v{champion.version} by min_gain {rules.min_gain}: difference "
+            f"{diff}{data}")
 
 
 @contextlib.contextmanager
