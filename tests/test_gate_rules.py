@@ -729,3 +729,38 @@ def test_gating_the_champion_after_a_corpus_change_changes_nothing(store: Store)
     tags = store.tags(name, champion.version)
     assert (tags["status"], tags["gate"]) == (ALIAS, "passed: no champion yet")
     assert [e["action"] for e in audit_trail(store.client, name, applied_only=False)] == ["gate"]
+
+
+@FAST
+@given(who=st.text(min_size=0, max_size=6000), why=st.text(min_size=0, max_size=12000))
+def test_a_version_note_always_fits_its_tag_and_keeps_the_start_of_each_text(who: str, why: str) -> None:
+    """Clipping ends whatever the texts (escapes included) and keeps their beginnings."""
+    record = {"action": "gate", "who": who, "when": "2026-12-05T00:00:00+00:00", "why": why}
+    note = json.loads(text := audit.version_note(record, "run-1"))
+    assert len(text) <= 5000 and (note["action"], note["record"]) == ("gate", "run-1")
+    for key, value in (("who", who), ("why", why)):
+        kept = note[key].removesuffix(" ... (clipped)")
+        assert value.startswith(kept) and (note[key] == value or note[key].endswith(" ... (clipped)") or not kept)
+    if len(json.dumps({"who": who, "why": why}, ensure_ascii=False)) < 4800:
+        assert (note["who"], note["why"]) == (who, why)
+    if len(json.dumps(who, ensure_ascii=False)) <= 500:
+        assert note["who"] == who  # only the reason gives way while the name is reasonable
+    assert len(note["why"].removesuffix(" ... (clipped)")) >= min(len(why), 4000 // 6)  # the reason keeps room
+
+
+def test_a_promotion_by_a_user_with_a_very_long_name_finishes(store: Store) -> None:
+    """LONGDOC_USER of ~4,900 characters once looped forever under the lease while clipping the version note."""
+    import subprocess
+    import sys
+
+    name = store.model()
+    version = store.answers(name, 10)
+    code = ("import sys, mlflow; from longdoc.promotion import promote; from longdoc.config import GateParams; "
+            "c = mlflow.MlflowClient(sys.argv[1], sys.argv[1]); "
+            "promote(c, sys.argv[2], sys.argv[3], 'champion', 'hotfix', True, 'd1', GateParams())")
+    done = subprocess.run([sys.executable, "-c", code, store.uri, name, version.version], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "LONGDOC_USER": "u" * 4950})
+    assert done.returncode == 0, done.stderr[-2000:]
+    change = json.loads(store.tags(name, version.version)["champion.change"])
+    assert change["who"].startswith("u" * 400) and change["why"] == "hotfix"
+    assert store.champion(name) == version.version

@@ -29,6 +29,8 @@ SEQ_TAG = "audit.seq"
 LEGACY_TAG = "audit"      # before per-change records: one JSON list on the registered model
 _PREFIX = "longdoc.audit."
 _MAX_VALUE = 5000         # MLflow stores a run tag value in at most this many characters (PostgreSQL)
+_CLIPPED = " ... (clipped)"
+_WHO_ROOM = 500           # JSON characters a name keeps in a version note before the reason has to give way
 _EXPERIMENTS: dict[tuple[str, str], str] = {}
 
 
@@ -75,7 +77,7 @@ def _experiment_id(client, name: str) -> str:
 
 
 def _clip(value: str) -> str:
-    return value if len(value) <= _MAX_VALUE else value[: _MAX_VALUE - 15] + " ... (clipped)"
+    return value if len(value) <= _MAX_VALUE else value[: _MAX_VALUE - len(_CLIPPED)] + _CLIPPED
 
 
 def open_record(client, name: str, record: dict) -> str:
@@ -100,14 +102,33 @@ def version_note(record: dict, run_id: str) -> str:
     """The change that gave a version its alias, as one JSON tag on the version (``<alias>.change``).
 
     One tag rather than one per field: on a server each tag is a request made under the lease. ``record``
-    is the audit run's id, where the full record is.
+    is the audit run's id, where the full record is. The free texts (why, then who) give way when the
+    JSON would not fit the tag: an outsized name first (to ``_WHO_ROOM``), then the reason; each is clipped
+    once, by bisection, so it always ends, and keeps its start.
     """
     note = {key: record[key] for key in ("action", "who", "when")} | {"record": run_id, "why": record["why"]}
-    text = json.dumps(note, ensure_ascii=False)
-    while len(text) > _MAX_VALUE:  # escapes make the JSON longer than the text: clip until it fits
-        note["why"] = note["why"][: len(note["why"]) - (len(text) - _MAX_VALUE) - 20] + " ... (clipped)"
-        text = json.dumps(note, ensure_ascii=False)
-    return text
+    excess = len(json.dumps(note, ensure_ascii=False)) - _MAX_VALUE
+    beyond_room = len(json.dumps(note["who"], ensure_ascii=False)) - _WHO_ROOM
+    if excess > 0 and beyond_room > 0:  # an outsized name gives way first, down to its room
+        note["who"] = _shorten(str(note["who"]), min(excess, beyond_room))
+    excess = len(json.dumps(note, ensure_ascii=False)) - _MAX_VALUE
+    if excess > 0:
+        note["why"] = _shorten(str(note["why"]), excess)
+    return json.dumps(note, ensure_ascii=False)
+
+
+def _shorten(value: str, excess: int) -> str:
+    """The longest start of ``value`` (marked as clipped) whose JSON is at least ``excess`` characters shorter.
+
+    Measured on the JSON, since escapes make a character cost up to six; found by bisection.
+    """
+    budget = len(json.dumps(value, ensure_ascii=False)) - excess
+    fits = lambda n: len(json.dumps(value[:n] + _CLIPPED, ensure_ascii=False)) <= budget  # noqa: E731
+    low, high = 0, len(value)
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return value[:low] + _CLIPPED if fits(low) else ""
 
 
 def write(client, name: str, record: dict) -> None:
