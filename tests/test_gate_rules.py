@@ -764,3 +764,34 @@ def test_a_promotion_by_a_user_with_a_very_long_name_finishes(store: Store) -> N
     change = json.loads(store.tags(name, version.version)["champion.change"])
     assert change["who"].startswith("u" * 400) and change["why"] == "hotfix"
     assert store.champion(name) == version.version
+
+
+def test_a_changed_private_mlflow_api_falls_back_to_the_public_client(store: Store) -> None:
+    """MLflow's private registry client with another signature (as a future release may have): the gate,
+    the lease and the audit trail use the public client instead of failing half-way with a TypeError."""
+    import mlflow
+    from mlflow.tracking._model_registry.client import ModelRegistryClient
+
+    from longdoc import mlflow_direct
+
+    class ChangedRegistry(ModelRegistryClient):  # a release whose private client takes a tag object ...
+        def set_model_version_tag(self, name, version, tag):
+            super().set_model_version_tag(name, version, tag.key, tag.value)
+
+    class ChangedClient(mlflow.MlflowClient):  # ... and whose public client was changed with it
+        def _get_registry_client(self):
+            return ChangedRegistry(self._registry_uri, self.tracking_uri)
+
+        def set_model_version_tag(self, name, version=None, key=None, value=None, stage=None):
+            self._get_registry_client().set_model_version_tag(name, version, ModelVersionTag(key, str(value)))
+
+    client = ChangedClient(store.uri, store.uri)
+    name = store.model()
+    first, second = store.answers(name, 5), store.answers(name, 25)
+    for version in (first, second):
+        decide(client, name, [version.version], ALIAS, "d1", GateParams())
+    assert store.champion(name) == second.version
+    assert store.tags(name, second.version)["champion.previous"] == first.version
+    assert store.tags(name, first.version)["status"] == f"replaced as {ALIAS} by v{second.version}"
+    assert mlflow_direct.registry(client) is client  # probed: the public client
+    assert mlflow_direct.registry(store.client) is not store.client  # the pinned MLflow: the direct client
