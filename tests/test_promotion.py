@@ -169,7 +169,7 @@ def test_other_data_is_compared_paired_on_the_candidates_own_documents(registry,
         diff = difference(client, NAME, client.get_model_version(NAME, reg.version), held, corpus, rescore=True)
         assert diff.rescored and diff.documents == len(corpus)
         assert decision.promoted == (diff.low > 0.0) == right, (data, decision.reason)
-        assert f"champion re-scored on the candidate's test split" in decision.reason
+        assert "champion re-scored on the candidate's test split" in decision.reason
         assert f"on {len(corpus)} test documents" in decision.reason
         assert f"data changed: A -> {data}" in decision.reason
     assert str(client.get_model_version_by_alias(NAME, "champion").version) != champion.version
