@@ -795,3 +795,25 @@ def test_a_changed_private_mlflow_api_falls_back_to_the_public_client(store: Sto
     assert store.tags(name, first.version)["status"] == f"replaced as {ALIAS} by v{second.version}"
     assert mlflow_direct.registry(client) is client  # probed: the public client
     assert mlflow_direct.registry(store.client) is not store.client  # the pinned MLflow: the direct client
+
+
+def test_a_change_that_died_after_the_alias_moved_gets_its_tags_from_the_next_one(store: Store) -> None:
+    """A writer killed between moving the alias and tagging the versions left two versions saying "champion"
+    and none saying what it replaced; the next change repairs the tags from the audit record."""
+    name = store.model()
+    first, second, third = (store.answers(name, r) for r in (10, 20, 5))
+    gate(store, name, [first])
+    record = audit.entry("promote", second.version, ALIAS, first.version, "hotfix, then the pod was killed")
+    audit.open_record(store.client, name, record)
+    store.client.set_registered_model_alias(name, ALIAS, second.version)  # ... and nothing after that
+    assert store.tags(name, first.version)["status"] == ALIAS and "status" not in store.tags(name, second.version)
+    gate(store, name, [third])  # the next change: refused, but it repairs what the dead one left
+    first_tags, second_tags = store.tags(name, first.version), store.tags(name, second.version)
+    assert (second_tags["status"], second_tags["champion.previous"]) == (ALIAS, first.version)
+    assert first_tags["status"] == f"replaced as {ALIAS} by v{second.version}"
+    change = json.loads(second_tags["champion.change"])
+    assert (change["action"], change["why"], change["who"]) == ("promote", record["why"], record["who"])
+    statuses = [v.tags.get("status") for v in store.client.search_model_versions(f"name='{name}'")]
+    assert statuses.count(ALIAS) == 1
+    rollback(store.client, name, ALIAS, "undo the hotfix")  # the repaired previous is what rollback restores
+    assert store.champion(name) == first.version

@@ -289,23 +289,30 @@ def _lease(client, name: str, alias: str):
 
 
 def _close_unfinished(client, name: str, alias: str) -> None:
-    """A record left RUNNING by a writer that died: applied if the alias (or a refusal) says it happened."""
+    """A record left RUNNING by a writer that died: applied if the alias (or a refusal) says it happened.
+
+    An applied change also gets the version tags its writer may not have reached (status, previous,
+    change note), so exactly one version says it is champion and rollback finds what it replaced.
+    """
     left_open = [(run_id, record) for run_id, record in audit.unfinished(client, name) if record["alias"] == alias]
     holder = current_champion(client, name, alias) if left_open else None
-    for run_id, record in left_open:
+    for run_id, record in sorted(left_open, key=lambda item: item[1]["seq"]):
         applied = record["action"] == "refused" or (holder is not None and str(holder.version) == record["version"])
+        if applied and record["action"] != "refused":
+            _tag_change(client, name, record, run_id)
         where = f"v{holder.version}" if holder is not None else "unset"
         audit.close_record(client, run_id, applied, f"closed by the next change: the alias was at {where}")
 
 
 def _move_alias(client, name: str, record: dict) -> None:
-    """Record the change, give the alias to the record's version, read it back, and only then call the record
-    applied.
+    """Record the change, give the alias to the record's version, read it back, tag the versions, and only
+    then call the record applied.
 
     A failed record write leaves the alias where it was; a failed move or a read-back that finds another
-    version (a writer that ignored or outlived the lease) ends the record as failed and raises.
+    version (a writer that ignored or outlived the lease) ends the record as failed and raises. A writer
+    that dies after the move leaves the record unfinished, and the next change tags the versions from it.
     """
-    version, alias, previous = record["version"], record["alias"], record["previous"]
+    version, alias = record["version"], record["alias"]
     run_id = audit.open_record(client, name, record)
     try:
         registry(client).set_registered_model_alias(name, alias, version)
@@ -318,7 +325,13 @@ def _move_alias(client, name: str, record: dict) -> None:
         with contextlib.suppress(Exception):
             audit.close_record(client, run_id, applied=False, note=str(err))
         raise
+    _tag_change(client, name, record, run_id)
     audit.close_record(client, run_id, applied=True)
+
+
+def _tag_change(client, name: str, record: dict, run_id: str) -> None:
+    """The version tags of an applied change (idempotent: the next change may write them again)."""
+    version, alias, previous = record["version"], record["alias"], record["previous"]
     registry(client).set_model_version_tag(name, version, "status", alias)
     if previous is not None and previous != version:
         status = f"rolled back from {alias}" if record["action"] == "rollback" else f"replaced as {alias} by v{version}"
@@ -328,12 +341,13 @@ def _move_alias(client, name: str, record: dict) -> None:
     # own value, so rolling back again walks further back instead of toggling.
     if record["action"] != "rollback":
         registry(client).set_model_version_tag(name, version, f"{alias}.previous", previous or "")
+    if record["action"] == "gate":
+        registry(client).set_model_version_tag(name, version, "gate", "passed: " + record["why"])
 
 
 def _set_champion(client, name: str, version: str, alias: str, previous: str | None, action: str,
                   why: str) -> None:
     _move_alias(client, name, audit.entry(action, version, alias, previous, why))
-    registry(client).set_model_version_tag(name, version, "gate", "passed: " + why)
 
 
 def audit_trail(client, name: str, applied_only: bool = True) -> list[dict]:
