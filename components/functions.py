@@ -102,7 +102,8 @@ def baseline(params: str, git_commit: str, pipeline_run_id: str, corpus: Input[D
 
 
 def gate(params: str, model_name: str, versions: list, baseline_version: str, corpus: Input[Dataset]) -> str:
-    """One promotion decision per run; returns "package" when a new champion was promoted.
+    """One promotion decision per run; returns "package" when a new champion was promoted, or when the
+    champion has no Bento (its packaging failed in an earlier run).
 
     A single (unnamed) output on purpose: kfp's local runner resolves ``dsl.If`` conditions only on
     outputs called "Output".
@@ -110,12 +111,19 @@ def gate(params: str, model_name: str, versions: list, baseline_version: str, co
     from pathlib import Path
 
     from longdoc.config import parse_params
+    from longdoc.stages import champion_without_bento
     from longdoc.stages import gate as run
 
-    decision = run(parse_params(params), model_name, [*versions, baseline_version], Path(corpus.path))
+    cfg = parse_params(params)
+    decision = run(cfg, model_name, [*versions, baseline_version], Path(corpus.path))
     verdict = f"v{decision.version} promoted" if decision.promoted else "no new champion"
     print(f"gate: {verdict}: {decision.reason}")
-    return "package" if decision.promoted else "keep"
+    if decision.promoted:
+        return "package"
+    missing = champion_without_bento(cfg, model_name)  # a champion whose packaging failed in an earlier run
+    if missing:
+        print(f"gate: packaging the champion anyway: {missing}")
+    return "package" if missing else "keep"
 
 
 def compare(params: str, model_name: str, run_ids: list, baseline_run_id: str, comparison: Output[Dataset],

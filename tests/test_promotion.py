@@ -292,3 +292,31 @@ def test_models_list_shows_aliases(registry, model_dirs, tmp_path):
     done = subprocess.run([str(BIN / "longdoc"), "models", "list", NAME], cwd=ROOT, capture_output=True, text=True,
                           env=env)
     assert done.returncode == 0 and "champion" in done.stdout and "0.8000" in done.stdout
+
+
+def test_a_champion_whose_packaging_failed_is_packaged_by_the_next_run(registry, model_dirs, tmp_path, monkeypatch):
+    """The registry and the deployed Bento must not diverge silently: a run packages the champion whenever
+    no Bento of it exists, not only when its gate promoted a new one."""
+    from longdoc.stages import champion_without_bento, package
+
+    params, uri, client = registry
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
+    champion = _candidate(params, model_dirs, tmp_path, 40)
+    assert _gate(params, uri, client, [champion]).promoted
+    broken = params.model_copy(deep=True)
+    broken.serving.service_dir = str(tmp_path)  # no bentofile.yaml there: the build fails after the promotion
+    with pytest.raises(LongdocError, match="no bentofile.yaml"):
+        package(broken, NAME)
+    assert champion_without_bento(params, NAME) == f"champion v{champion.version} has no Bento yet"
+    refused = _candidate(params, model_dirs, tmp_path, 41)  # the next run promotes nothing ...
+    assert not _gate(params, uri, client, [refused]).promoted
+    assert champion_without_bento(params, NAME) is not None  # ... and still packages the champion
+    packaged = package(params, NAME)
+    assert packaged.model_version == champion.version
+    assert client.get_model_version(NAME, champion.version).tags["bento"] == packaged.bento_tag
+    assert champion_without_bento(params, NAME) is None
+    import bentoml
+
+    bentoml.bentos.delete(packaged.bento_tag)  # a Bento removed from the store is missing again
+    assert champion_without_bento(params, NAME) == (f"champion v{champion.version}'s Bento {packaged.bento_tag} is "
+                                                    "not in the Bento store")

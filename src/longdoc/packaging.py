@@ -82,6 +82,37 @@ def build_bento(params: Params, model_tag: str) -> str:
     return str(bento.tag)
 
 
+BENTO_TAG = "bento"  # version tag: the Bento last built from this version
+
+
 def package(params: Params, name: str, version: str | None = None) -> Packaged:
+    """Build the Bento of the champion (or a version) and record its tag on the version."""
+    from longdoc.mlflow_direct import registry
+
     model, mv = import_champion(params, name, version)
-    return Packaged(str(model.tag), build_bento(params, str(model.tag)), mv)
+    packaged = Packaged(str(model.tag), build_bento(params, str(model.tag)), mv)
+    client = use_tracking(params.registry.tracking_uri).MlflowClient()
+    registry(client).set_model_version_tag(name, mv, BENTO_TAG, packaged.bento_tag)
+    return packaged
+
+
+def champion_without_bento(params: Params, name: str) -> str | None:
+    """Why the champion must be packaged although no new one was promoted (its packaging failed, or its
+    Bento left the store); None when its Bento is there or there is no champion."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    from longdoc.promotion import current_champion
+
+    client = use_tracking(params.registry.tracking_uri).MlflowClient()
+    champion = current_champion(client, name, params.registry.champion_alias)
+    if champion is None:
+        return None
+    tag = champion.tags.get(BENTO_TAG)
+    if not tag:
+        return f"champion v{champion.version} has no Bento yet"
+    try:
+        bentoml.bentos.get(tag)
+    except NotFound:
+        return f"champion v{champion.version}'s Bento {tag} is not in the Bento store"
+    return None

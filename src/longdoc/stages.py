@@ -282,3 +282,11 @@ def package(params: Params, model_name: str, version: str | None = None):
 
     with _server(params, f"packaging {model_name}"):
         return run_package(params, model_name, version)
+
+
+def champion_without_bento(params: Params, model_name: str) -> str | None:
+    """Why a run must package the champion it did not promote (see packaging.champion_without_bento)."""
+    from longdoc.packaging import champion_without_bento as missing
+
+    with _server(params, f"looking for the Bento of {model_name}'s champion"):
+        return missing(params, model_name)

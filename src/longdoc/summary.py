@@ -132,11 +132,13 @@ def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> boo
             note = _cost_note(runs, base_run) if base_run else ""
             rows.append(("baseline wins", "no transformer beat TF-IDF + logistic regression by min_gain on these "
                                           f"test documents; {note}"))
-    if promoted:
-        bento = latest_bento("longdoc") or "none"
-        rows += [("Bento", bento), ("next", f"longdoc serve --bento {bento}   # or: bentoml serve {bento}")]
+    bento = champion.tags.get("bento") if champion is not None else None
+    if bento:
+        when = "packaged by this run" if promoted else "packaged by an earlier run: no new champion this run"
+        rows += [("Bento", f"{bento} ({when})"),
+                 ("next", f"longdoc serve --bento {bento}   # or: bentoml serve {bento}")]
     else:
-        rows.append(("Bento", "the gate promoted no new champion this run: nothing new was packaged"))
+        rows.append(("Bento", "none: the champion has no Bento (packaging failed? see above; the next run retries)"))
     width = max(len(key) for key, _ in rows)
     for key, value in rows:
         console.print(f"[bold]{key:<{width}}[/]  {value}", highlight=False)
