@@ -9,12 +9,14 @@ of a champion on other documents needs a loadable model; test_promotion.py cover
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -31,7 +33,7 @@ from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 from longdoc import audit
 from longdoc.config import GateParams
 from longdoc.errors import LongdocError
-from longdoc.lease import alias_lease, lease_name
+from longdoc.lease import alias_lease, breaking_name, lease_name
 from longdoc.metrics import paired_difference
 from longdoc.promotion import (
     Decision,
@@ -538,30 +540,103 @@ def test_the_lease_is_exclusive_and_released_after(store: Store) -> None:
     assert not store.client.search_registered_models(f"name LIKE '{lease_name(name, '')}%'")
 
 
-def test_a_dead_holders_lease_is_broken_once_it_expired(store: Store) -> None:
+def _beating(client, lease: str, stop: threading.Event, every: float = 0.05) -> threading.Thread:
+    """A live holder's renewals: its ``beat`` tag changes while ``stop`` is not set."""
+    def beat() -> None:
+        count = 0
+        while not stop.wait(every):
+            count += 1
+            with contextlib.suppress(Exception):
+                client.set_registered_model_tag(lease, "beat", str(count))
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_live_holder_is_not_broken_whatever_its_clock_says(store: Store) -> None:
+    """A holder whose clock is an hour behind wrote an expiry that looks past to everyone else; it keeps
+    renewing, so its lease is alive: liveness is what a waiter observes on its own clock, not a timestamp."""
     name = store.model()
     lease = lease_name(name, ALIAS)
-    past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
-    store.client.create_registered_model(lease, tags={"token": "dead", "holder": "crashed", "expires": past})
-    with alias_lease(store.client, name, ALIAS, "next", wait_seconds=0.5) as token:
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    store.client.create_registered_model(lease, tags={"token": "alive", "holder": "slow clock", "taken": past,
+                                                      "expires": past, "beat": "0"})
+    stop = threading.Event()
+    beater = _beating(store.client, lease, stop)
+    try:
+        with pytest.raises(LongdocError, match="being changed by slow clock"), \
+                alias_lease(store.client, name, ALIAS, "next", wait_seconds=1.5, lease_seconds=0.5):
+            pass
+    finally:
+        stop.set()
+        beater.join()
+    assert store.client.get_registered_model(lease).tags["token"] == "alive"
+
+
+def test_a_dead_holders_lease_is_broken_after_a_lease_of_silence_whatever_its_clock_said(store: Store) -> None:
+    """A holder whose clock ran an hour ahead and then died wrote an expiry far in the future; its lease is
+    broken once a waiter has seen it unrenewed for a lease's length, and only that lease."""
+    name = store.model()
+    lease = lease_name(name, ALIAS)
+    future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    store.client.create_registered_model(lease, tags={"token": "dead", "holder": "crashed", "expires": future})
+    started = time.monotonic()
+    with alias_lease(store.client, name, ALIAS, "next", wait_seconds=5, lease_seconds=0.4) as token:
         assert store.client.get_registered_model(lease).tags["token"] == token != "dead"
-    future = (datetime.now(UTC) + timedelta(seconds=60)).isoformat()
-    store.client.create_registered_model(lease, tags={"token": "alive", "holder": "busy", "expires": future})
-    with pytest.raises(LongdocError, match="being changed by busy"), \
-            alias_lease(store.client, name, ALIAS, "next", wait_seconds=0.3):
+    assert time.monotonic() - started >= 0.4  # not before a whole lease of silence
+
+
+def test_a_dead_lease_being_broken_by_another_writer_is_left_to_it(store: Store) -> None:
+    """Breaking is read-then-delete: two breakers could both read the dead token, and the slower one would
+    delete the lease the faster one has just taken. A breaker first claims the dead token (a registered model
+    named by it, created once); whoever cannot claim it leaves the lease alone."""
+    name = store.model()
+    lease = lease_name(name, ALIAS)
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    store.client.create_registered_model(lease, tags={"token": "dead", "holder": "crashed", "expires": past})
+    store.client.create_registered_model(breaking_name(name, ALIAS, "dead"), tags={"holder": "other breaker"})
+    with pytest.raises(LongdocError, match="being changed by crashed"), \
+            alias_lease(store.client, name, ALIAS, "next", wait_seconds=1.0, lease_seconds=0.2):
         pass
-    assert store.client.get_registered_model(lease).tags["token"] == "alive"  # a live lease is left alone
+    assert store.client.get_registered_model(lease).tags["token"] == "dead"
 
 
 def test_a_holder_that_outlived_its_lease_does_not_release_the_next_holders(store: Store) -> None:
-    """Released without a check only while surely unexpired; after that, only if the token is still its own."""
+    """Released only if the token is still its own, however recently it renewed by its own clock: a laptop
+    that slept through its lease had a monotonic clock that stood still meanwhile."""
     name = store.model()
     lease = lease_name(name, ALIAS)
-    with alias_lease(store.client, name, ALIAS, "stalled", lease_seconds=0.6):
-        store.client.delete_registered_model(lease)  # as the next writer does once the lease expired
+    with alias_lease(store.client, name, ALIAS, "slept"):
+        store.client.delete_registered_model(lease)  # as the next writer does once it saw the lease dead
         store.client.create_registered_model(lease, tags={"token": "next", "holder": "next"})
-        time.sleep(0.5)  # past half the lease's life since its last renewal
     assert store.client.get_registered_model(lease).tags["token"] == "next"
+
+
+def test_a_holder_that_lost_its_lease_moves_no_alias(store: Store, monkeypatch) -> None:
+    """The fencing check: right before the alias moves, the holder reads that the lease is still its own."""
+    name = store.model()
+    first, second = store.answers(name, 10), store.answers(name, 20)
+    gate(store, name, [first])
+    lease = lease_name(name, ALIAS)
+    read_champion = current_champion
+
+    def then_lose_the_lease(*args, **kwargs):  # the lease is broken while this writer compares (it slept)
+        found = read_champion(*args, **kwargs)
+        with contextlib.suppress(Exception):
+            store.client.delete_registered_model(lease)
+            store.client.create_registered_model(lease, tags={"token": "next", "holder": "next writer"})
+        return found
+
+    import longdoc.promotion
+
+    monkeypatch.setattr(longdoc.promotion, "current_champion", then_lose_the_lease)
+    with pytest.raises(LongdocError, match=f"lost the lease on {name}@{ALIAS} to next writer"):
+        promote(store.client, name, second.version, ALIAS, "late", True, "d1", GateParams())
+    monkeypatch.undo()
+    assert store.champion(name) == first.version
+    assert store.client.get_registered_model(lease).tags["token"] == "next"
+    store.client.delete_registered_model(lease)
 
 
 def test_a_change_that_died_half_way_is_closed_by_the_next_one(store: Store) -> None:

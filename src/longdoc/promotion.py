@@ -43,7 +43,7 @@ import pandas as pd
 from longdoc import audit
 from longdoc.config import GateParams
 from longdoc.errors import LongdocError
-from longdoc.lease import alias_lease
+from longdoc.lease import alias_lease, check
 from longdoc.mlflow_direct import registry
 from longdoc.tracking import redact
 
@@ -224,7 +224,7 @@ def choose(client, name: str, survivors: list, rules: GateParams) -> tuple[objec
 def decide(client, name: str, versions: list[str], alias: str, current_data: str, rules: GateParams,
            corpus: pd.DataFrame | None = None) -> Decision:
     """The gate for one run's candidates: at most one is promoted; every one is tagged with why."""
-    with _lease(client, name, alias):
+    with _lease(client, name, alias) as token:
         candidates = [client.get_model_version(name, str(v)) for v in versions]
         champion = current_champion(client, name, alias)
         previous = str(champion.version) if champion is not None else None
@@ -250,7 +250,7 @@ def decide(client, name: str, versions: list[str], alias: str, current_data: str
             reason = why.removeprefix("refused: ")
             _refuse(client, name, chosen, alias, previous, [reason])
             return Decision(str(chosen.version), False, [reason], previous)
-        _set_champion(client, name, str(chosen.version), alias, previous, "gate", why)
+        _set_champion(client, name, str(chosen.version), alias, previous, "gate", why, token)
         return Decision(str(chosen.version), True, [why], previous)
 
 
@@ -282,10 +282,11 @@ def _versus_champion(client, name: str, chosen, champion, rules: GateParams, cor
 
 @contextlib.contextmanager
 def _lease(client, name: str, alias: str):
-    """Hold ``alias`` of ``name`` for a read-compare-set, first closing what a dead writer left open."""
-    with alias_lease(client, name, alias, audit.who()):
+    """Hold ``alias`` of ``name`` for a read-compare-set, first closing what a dead writer left open; yields
+    the lease's token, which every move of the alias checks first (lease.check)."""
+    with alias_lease(client, name, alias, audit.who()) as token:
         _close_unfinished(client, name, alias)
-        yield
+        yield token
 
 
 def _close_unfinished(client, name: str, alias: str) -> None:
@@ -304,7 +305,7 @@ def _close_unfinished(client, name: str, alias: str) -> None:
         audit.close_record(client, run_id, applied, f"closed by the next change: the alias was at {where}")
 
 
-def _move_alias(client, name: str, record: dict) -> None:
+def _move_alias(client, name: str, record: dict, token: str) -> None:
     """Record the change, give the alias to the record's version, read it back, tag the versions, and only
     then call the record applied.
 
@@ -315,6 +316,7 @@ def _move_alias(client, name: str, record: dict) -> None:
     version, alias = record["version"], record["alias"]
     run_id = audit.open_record(client, name, record)
     try:
+        check(client, name, alias, token)  # a writer that stalled past its lease must not move the alias
         registry(client).set_registered_model_alias(name, alias, version)
         held = current_champion(client, name, alias)
         if held is None or str(held.version) != version:
@@ -346,8 +348,8 @@ def _tag_change(client, name: str, record: dict, run_id: str) -> None:
 
 
 def _set_champion(client, name: str, version: str, alias: str, previous: str | None, action: str,
-                  why: str) -> None:
-    _move_alias(client, name, audit.entry(action, version, alias, previous, why))
+                  why: str, token: str) -> None:
+    _move_alias(client, name, audit.entry(action, version, alias, previous, why), token)
 
 
 def audit_trail(client, name: str, applied_only: bool = True) -> list[dict]:
@@ -383,7 +385,7 @@ def promote(client, name: str, version: str, alias: str, reason: str, force: boo
     candidate = require_version(client, name, version)  # its tags that the gate reads are set at registration
     if force and not reason:
         raise LongdocError("--force needs --reason: the audit trail must say why the gate was bypassed")
-    with _lease(client, name, alias):
+    with _lease(client, name, alias) as token:
         champion = current_champion(client, name, alias)
         previous = str(champion.version) if champion is not None else None
         if previous == str(version):
@@ -399,18 +401,19 @@ def promote(client, name: str, version: str, alias: str, reason: str, force: boo
         why = reason or "passed the gate"
         if reasons:
             why += f" (forced past: {'; '.join(reasons)})"
-        _move_alias(client, name, audit.entry("promote", str(version), alias, previous, why))
+        _move_alias(client, name, audit.entry("promote", str(version), alias, previous, why), token)
         return Decision(str(version), True, [why], previous)
 
 
 def rollback(client, name: str, alias: str, reason: str) -> Decision:
     """Give the alias back to the champion before the current one."""
-    with _lease(client, name, alias):
+    with _lease(client, name, alias) as token:
         champion = current_champion(client, name, alias)
         if champion is None:
             raise LongdocError(f"{name} has no {alias} to roll back")
         previous = champion.tags.get(f"{alias}.previous", "")
         if not previous:
             raise LongdocError(f"{name} v{champion.version} has no previous {alias} to roll back to")
-        _move_alias(client, name, audit.entry("rollback", previous, alias, str(champion.version), reason or "rollback"))
+        _move_alias(client, name, audit.entry("rollback", previous, alias, str(champion.version), reason or "rollback"),
+                    token)
         return Decision(previous, True, [reason or "rollback"], str(champion.version))
