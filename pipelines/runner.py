@@ -2,15 +2,21 @@
 
 Two targets share one pipeline definition and differ in the arguments baked into it:
 
-- ``local``: this machine's absolute paths and resolved tracking URI, for kfp's local runner.
+- ``local``: this machine's absolute paths and resolved tracking URI, for kfp's local runner. A tracking
+  URI with credentials stays in the environment (``env:MLFLOW_TRACKING_URI``, inherited by the steps).
 - ``cluster``: nothing of this machine. The corpus is a DVC reference, the tracking URI and its
   credentials come from a Kubernetes Secret (``registry.tracking_uri`` is ``env:MLFLOW_TRACKING_URI``),
   caches and checkpoints live on a PVC, and paths are those of the image. :func:`check_portable`
   refuses to compile when a path of this machine, a SQLite store or a password is left anywhere.
+
+No compiled or submitted pipeline holds a credential of any form (:mod:`longdoc.redaction`): the YAML is a
+file anyone may read, and a submitted run's arguments live in the Kubeflow server's database.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import tempfile
 from pathlib import Path, PurePosixPath
@@ -20,13 +26,14 @@ from longdoc.config import Params
 from longdoc.data.dvc_source import is_reference
 from longdoc.errors import LongdocError
 from longdoc.lineage import git_commit
+from longdoc.redaction import has_credential
 from longdoc.tracking import FROM_ENVIRONMENT, resolve_tracking_uri
 
 Target = Literal["local", "cluster"]
 TARGETS: tuple[Target, ...] = ("local", "cluster")
 # Roots of user and scratch files on developer machines, on top of this machine's own (repo, home, temp).
 LOCAL_ROOTS = ("/tmp", "/var/tmp", "/home", "/root", "/Users", "/private/var/folders")
-PASSWORD_IN_URL = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:[^/\s@]+@")
+CREDENTIAL = "a URL with a password or other credential (user:password@, token@ or a token in its query)"
 
 
 def pipeline_arguments(params: Params, target: Target = "local") -> dict:
@@ -40,7 +47,9 @@ def local_arguments(params: Params) -> dict:
     The data version is not an argument: the validate step hashes the corpus it actually read.
     """
     resolved = params.model_copy(deep=True)
-    resolved.registry.tracking_uri = resolve_tracking_uri(params.registry.tracking_uri)
+    uri = resolve_tracking_uri(params.registry.tracking_uri)
+    # credentials stay in the environment, which the local run's steps inherit (see run_local)
+    resolved.registry.tracking_uri = FROM_ENVIRONMENT if has_credential(uri) else uri
     resolved.serving.service_dir = str(Path(params.serving.service_dir).resolve())
     resolved.train.cache_dir = str(params.cache_root.resolve())  # one cache for every task of the run
     corpus = params.data.corpus
@@ -109,9 +118,9 @@ def check_portable(values: dict, allowed: tuple[str, ...] = ()) -> None:
     """
     roots = _local_roots(allowed)
     for key, text in _leaves(values):
-        if PASSWORD_IN_URL.search(text):
-            raise LongdocError(f"cannot compile for a cluster: {key} holds a URL with a password; put credentials "
-                               "in the Kubernetes Secret (pipeline.cluster.secret_keys), not in params")
+        if has_credential(text):
+            raise LongdocError(f"cannot compile for a cluster: {key} holds {CREDENTIAL}; put credentials in the "
+                               "Kubernetes Secret (pipeline.cluster.secret_keys, data_secret_keys), not in params")
         if "sqlite:" in text:
             raise LongdocError(f"cannot compile for a cluster: {key} = {text!r} is a SQLite store on this machine; "
                                "the pods take MLflow's URI from the Secret")
@@ -135,9 +144,23 @@ def compile_pipeline(params: Params, out: Path, target: Target = "local") -> Pat
     return _compile(pipeline_function(params, target=target), arguments, out)
 
 
+def refuse_credentials(arguments: dict) -> None:
+    """Refuse arguments that would write a credential into a compiled or submitted pipeline (either target)."""
+    values = dict(arguments)
+    if isinstance(values.get("params"), str):
+        values["params"] = json.loads(values["params"])  # name the setting, not the whole params argument
+    for key, text in _leaves(values):
+        if has_credential(text):
+            raise LongdocError(f"cannot compile: {key} holds {CREDENTIAL}, which the compiled pipeline would keep; "
+                               "let the steps find it in their environment instead: MLFLOW_TRACKING_URI for MLflow, "
+                               "a git credential helper for a dvc:// repository (`longdoc run` passes the corpus to "
+                               "its local steps without writing it down)")
+
+
 def _compile(function, arguments: dict, out: Path) -> Path:
     from kfp import compiler
 
+    refuse_credentials(arguments)
     out.parent.mkdir(parents=True, exist_ok=True)
     compiler.Compiler().compile(function, str(out), pipeline_parameters=arguments)
     return out
@@ -175,6 +198,9 @@ def run_local(params: Params) -> dict[str, str]:
 
     root = Path(params.pipeline.pipeline_root).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    uri = resolve_tracking_uri(params.registry.tracking_uri)
+    if has_credential(uri):  # the steps inherit it: the params they get say env:MLFLOW_TRACKING_URI
+        os.environ["MLFLOW_TRACKING_URI"] = uri
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     try:
         task = pipeline_function(params, params.pipeline.local_parallelism)(**pipeline_arguments(params))
@@ -202,8 +228,9 @@ def submit(params: Params, host: str, experiment: str | None = None, target: Tar
     """Send the pipeline to a Kubeflow Pipelines endpoint, compiled as ``compile --target`` does; the run id."""
     import kfp
 
+    arguments = pipeline_arguments(params, target)
+    refuse_credentials(arguments)  # the server keeps a run's arguments
     client = kfp.Client(host=host)
-    run = client.create_run_from_pipeline_func(pipeline_function(params, target=target),
-                                               arguments=pipeline_arguments(params, target),
+    run = client.create_run_from_pipeline_func(pipeline_function(params, target=target), arguments=arguments,
                                                experiment_name=experiment or params.pipeline.name)
     return run.run_id

@@ -26,6 +26,7 @@ import pandas as pd
 
 from longdoc.config import Params
 from longdoc.errors import LongdocError
+from longdoc.redaction import redact
 from longdoc.tracking import artifact_root, resolve_tracking_uri, use_tracking
 
 RUNTIME_REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "pandas", "numpy", "mlflow",
@@ -102,7 +103,7 @@ def _flat(prefix: str, value) -> dict[str, str]:
         for k, v in value.items():
             out.update(_flat(f"{prefix}.{k}" if prefix else k, v))
         return out
-    return {prefix: str(value)}
+    return {prefix: redact(str(value))}  # a param is shown to everyone who can read the store: no credential
 
 
 def _pip_requirements() -> list[str]:
@@ -168,6 +169,7 @@ def register(params: Params, model_dir: Path, eval_dir: Path, variant: str, labe
     summary = json.loads((train_dir / "train_summary.json").read_text()) if train_dir is not None else None
     tags = {"variant": variant, "kind": kind, "task": task, "model_name": name, **_lineage_tags(params, lineage),
             **_learning_tags(summary)}
+    tags = {key: redact(value) for key, value in tags.items()}  # data_source names the repository it came from
     with mlflow.start_run(experiment_id=experiment_id, run_name=variant) as run:
         try:
             info, metrics = _log_run_contents(mlflow, params, model_dir, eval_dir, train_dir, summary, labels)

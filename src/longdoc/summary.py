@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from longdoc.config import Params
-from longdoc.tracking import resolve_tracking_uri, use_tracking
+from longdoc.tracking import redact, resolve_tracking_uri, use_tracking
 
 
 def latest_bento(name: str) -> str | None:
@@ -119,7 +119,7 @@ def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> boo
         ("validation", f"passed; {first.data.tags.get('quarantined_docs', '0')} document(s) quarantined; evaluated on "
                        f"{int(m.get('test_docs', 0))} test documents ({int(m.get('single_unit_docs', 0))} with a "
                        "single unit, left out of the robustness gaps)"),
-        ("tracking URI", resolve_tracking_uri(params.registry.tracking_uri)),
+        ("tracking URI", redact(resolve_tracking_uri(params.registry.tracking_uri))),
     ]
     if champion is None:
         rows.append(("champion", "none: every candidate was refused (see the gate column); nothing was packaged"))

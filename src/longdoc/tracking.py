@@ -8,12 +8,12 @@ MLflow's minutes of retries.
 from __future__ import annotations
 
 import os
-import re
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
 from longdoc.errors import LongdocError
+from longdoc.redaction import redact  # the one rule (callers import it from here too)
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -46,7 +46,7 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
     if scheme == "sqlite":
         folder = Path(uri.removeprefix("sqlite:///")).parent
         if not folder.is_dir():
-            raise LongdocError(f"MLflow tracking URI {uri}: folder {folder} does not exist")
+            raise LongdocError(f"MLflow tracking URI {redact(uri)}: folder {folder} does not exist")
         return
     if scheme in ("http", "https"):
         import requests
@@ -64,8 +64,23 @@ def check_tracking_uri(uri: str, timeout: float = 5.0) -> None:
         return
     if scheme in ("", "file"):
         return
-    if scheme not in ("databricks", "postgresql", "mysql", "mssql"):
-        raise LongdocError(f"unsupported MLflow tracking URI scheme {scheme!r} in {uri}")
+    if scheme.split("+")[0] not in ("databricks", "postgresql", "mysql", "mssql"):  # dialect+driver, as SQLAlchemy
+        raise LongdocError(f"unsupported MLflow tracking URI scheme {scheme!r} in {redact(uri)}")
+    if scheme != "databricks":
+        _check_driver(uri)
+
+
+def _check_driver(uri: str) -> None:
+    """A database URI's driver must be installed: say which, instead of a traceback from deep inside MLflow."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(uri).get_dialect().import_dbapi()
+    except (ArgumentError, NoSuchModuleError, ImportError) as err:
+        raise LongdocError(f"MLflow tracking URI {redact(uri)}: its database driver cannot be loaded ({err}); "
+                           "install it (psycopg2-binary for postgresql+psycopg2://, psycopg[binary] for "
+                           "postgresql://)") from None
 
 
 def use_tracking(configured: str):
@@ -77,11 +92,6 @@ def use_tracking(configured: str):
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return mlflow
-
-
-def redact(uri: str) -> str:
-    """The URI without its password, fit for messages and logs."""
-    return re.sub(r"//([^:/@]+):[^@/]*@", r"//\1:***@", uri)
 
 
 def _server_failure(err: BaseException) -> str | None:

@@ -35,7 +35,7 @@ import yaml
 
 from longdoc.data.versioning import UNTRACKED
 from longdoc.errors import LongdocError
-from longdoc.tracking import redact  # a token in a git URL is shown and recorded as bot:***@
+from longdoc.redaction import redact  # a token in a git URL is shown and recorded as https://***@host/...
 
 SCHEME = "dvc://"
 QUERY_KEYS = ("rev", "remote")
@@ -50,7 +50,7 @@ class DvcReference:
     remote: str | None = None
 
     def __str__(self) -> str:
-        """The reference as written, its password (if any) redacted."""
+        """The reference as written, its credentials (if any: userinfo, a token in the query) redacted."""
         query = "&".join(f"{key}={value}" for key in QUERY_KEYS if (value := getattr(self, key)))
         return redact(f"{SCHEME}{self.repo}{'?' + query if query else ''}#{self.path}")
 
@@ -167,6 +167,11 @@ def fetch(ref: DvcReference, dest_dir: Path) -> CorpusSource:
     Each failure names the reference and the step: the repository, the revision, the path at that
     revision, or the data in the remote (committed but never pushed is the usual one).
     """
+    with _clones_removed():
+        return _fetch(ref, dest_dir)
+
+
+def _fetch(ref: DvcReference, dest_dir: Path) -> CorpusSource:
     fs = _open(ref)
     commit = fs.repo.get_rev()
     try:
@@ -207,3 +212,25 @@ def materialise(corpus: str | Path, work_dir: Path) -> Iterator[CorpusSource]:
         yield fetch(parse_reference(str(corpus)), dest)
     finally:
         shutil.rmtree(dest, ignore_errors=True)
+
+
+@contextmanager
+def _clones_removed() -> Iterator[None]:
+    """DVC's temporary clones of the repository go into a private folder, deleted afterwards, pull or no pull.
+
+    Each clone keeps the URL it came from, token and all, in its .git/config; DVC's own CLI deletes them at
+    exit, but for a library caller they stay in the temp folder, and a failed clone is not even recorded for
+    DVC's clean-up (``clean_repos``): only a folder of their own catches them all.
+    """
+    import tempfile
+
+    from dvc.repo.open_repo import clean_repos
+
+    scratch = tempfile.mkdtemp(prefix="longdoc-dvc-")
+    before, tempfile.tempdir = tempfile.tempdir, scratch  # where DVC's mkdtemp() calls put the clones
+    try:
+        yield
+    finally:
+        tempfile.tempdir = before
+        clean_repos()  # forget them: a later reference in this process clones afresh
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -26,6 +26,7 @@ import yaml
 
 from longdoc.config import parse_params
 from longdoc.errors import LongdocError
+from longdoc.redaction import redact
 from longdoc.tuning.space import SearchSpace, apply
 from longdoc.tuning.trial import Pruned, TrialResult, Workspace, run_trial
 
@@ -58,8 +59,6 @@ def default_storage(tracking_uri: str) -> str:
     """A database beside MLflow's: a sibling SQLite file, or a sibling database on the same server."""
     from sqlalchemy.engine import make_url
 
-    from longdoc.tracking import redact
-
     scheme = _scheme(tracking_uri)
     if scheme == "sqlite":
         path = Path(tracking_uri.removeprefix("sqlite:///"))
@@ -88,8 +87,6 @@ def open_study(storage_url: str, name: str, space: SearchSpace):
     """Create or load the study; a resumed study's sampler seed moves on by its number of trials, so the
     random startup trials of a second session do not repeat the first session's."""
     import optuna
-
-    from longdoc.tracking import redact
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
@@ -169,7 +166,7 @@ class Tracker:
         if result is not None:
             tags.append(entities.RunTag("stage1", result.stage1))
         if error:
-            tags.append(entities.RunTag("error", error[:4000]))
+            tags.append(entities.RunTag("error", redact(error)[:4000]))  # a library's error may quote a URL
         self.client.log_batch(run_id, metrics=metrics, tags=tags)
         status = {"COMPLETE": "FINISHED", "PRUNED": "KILLED"}.get(state, "FAILED")
         self.client.set_terminated(run_id, status)
@@ -222,7 +219,7 @@ def tune(raw: dict, space: SearchSpace, n_trials: int, out_dir: Path, study_name
     from optuna.trial import TrialState
     from tqdm.auto import tqdm
 
-    from longdoc.tracking import redact, resolve_tracking_uri
+    from longdoc.tracking import resolve_tracking_uri
 
     if n_trials < 1:
         raise LongdocError(f"--trials must be at least 1, got {n_trials}")
