@@ -7,6 +7,7 @@ huge document is refused before it reaches the model.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -33,6 +34,16 @@ MAX_CHARS = int(_setting("LONGDOC_MAX_CHARS", "max_chars", "200000"))
 MAX_BATCH_DOCS = int(_setting("LONGDOC_MAX_BATCH_DOCS", "max_batch_docs", "64"))
 MAX_BODY_BYTES = int(_setting("LONGDOC_MAX_BODY_BYTES", "max_body_bytes", "8000000"))
 QUANTIZE = _setting("LONGDOC_QUANTIZE", "quantize", "0").lower() in ("1", "true", "yes")
+TIMEOUT_S = 120  # what a request may take in all (traffic.timeout)
+# serving.max_latency_ms: how long /classify_batch's adaptive batcher lets a request wait before it answers 503.
+# auto is the request timeout: the batcher then refuses only a request it estimates cannot be answered in time (from
+# the batch durations it measures while serving, on this machine), not one that merely waits behind a slow CPU batch.
+_LATENCY = _setting("LONGDOC_MAX_LATENCY_MS", "max_latency_ms", "auto")
+MAX_LATENCY_MS = TIMEOUT_S * 1000 if _LATENCY == "auto" else min(int(_LATENCY), TIMEOUT_S * 1000)
+# A refused body is read and dropped, up to this much for this long, before the 413 (RFC 9112 9.6): a client that
+# writes its whole body before it reads (urllib) would otherwise have its connection reset and never see the 413.
+DRAIN_BYTES = 64 * 2**20
+DRAIN_SECONDS = 10.0
 PAGE = Path(__file__).with_name("static") / "index.html"
 
 Text = Annotated[str, Field(min_length=1, max_length=MAX_CHARS, pattern=r"\S",
@@ -49,6 +60,8 @@ class BodyLimit:
 
     A declared Content-Length is checked first; a body without one (chunked) is read up to the limit
     and refused as soon as it passes it, so a client cannot make the server buffer an unbounded body.
+    The rest of a refused body is drained (read and dropped, bounded) before the 413 is sent, unless the
+    client asked to wait for 100-continue and has sent nothing yet.
     """
 
     def __init__(self, app, max_bytes: int) -> None:
@@ -57,16 +70,18 @@ class BodyLimit:
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        declared = dict(scope.get("headers") or []).get(b"content-length")
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await self._refuse(send)
+            # a client waiting for 100-continue sends no body: refuse it before asking for one
+            return await self._refuse(receive, send, drain=headers.get(b"expect", b"").lower() != b"100-continue")
         messages, size = [], 0
         while True:  # buffer up to the limit, then replay to the app
             message = await receive()
             messages.append(message)
             size += len(message.get("body", b""))
             if size > self.max_bytes:
-                return await self._refuse(send)
+                return await self._refuse(receive, send, drain=bool(message.get("more_body")))
             if message["type"] != "http.request" or not message.get("more_body"):
                 break
 
@@ -75,15 +90,35 @@ class BodyLimit:
 
         await self.app(scope, replay, send)
 
-    async def _refuse(self, send) -> None:
+    async def _refuse(self, receive, send, drain: bool) -> None:
+        if drain:
+            await self._drain(receive)
         body = json.dumps({"error": f"request body is larger than the limit of {self.max_bytes} bytes "
                                     "(serving.max_body_bytes)"}).encode()
         await send({"type": "http.response.start", "status": 413,
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
+    @staticmethod
+    async def _drain(receive) -> None:
+        """Read and drop what is left of the body, at most DRAIN_BYTES within DRAIN_SECONDS.
 
-@bentoml.service(name="longdoc", traffic={"timeout": 120, "max_concurrency": 64})
+        The server can only answer once (ASGI gives no body after the response), so the linger comes first:
+        a client past the bound is refused anyway, and may then see its connection closed.
+        """
+        loop = asyncio.get_running_loop()
+        deadline, dropped = loop.time() + DRAIN_SECONDS, 0
+        while dropped < DRAIN_BYTES:
+            try:
+                message = await asyncio.wait_for(receive(), deadline - loop.time())
+            except TimeoutError:
+                return
+            if message["type"] != "http.request" or not message.get("more_body"):
+                return
+            dropped += len(message.get("body", b""))
+
+
+@bentoml.service(name="longdoc", traffic={"timeout": TIMEOUT_S, "max_concurrency": 64})
 @bentoml.asgi_app(web, path="/")
 class LongdocService:
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
@@ -106,7 +141,8 @@ class LongdocService:
         started = time.perf_counter()
         return self._reply(self.predictor.predict([text])[0], started)
 
-    @bentoml.api(route="/classify_batch", batchable=True, max_batch_size=MAX_BATCH_DOCS, max_latency_ms=500)
+    @bentoml.api(route="/classify_batch", batchable=True, max_batch_size=MAX_BATCH_DOCS,
+                 max_latency_ms=MAX_LATENCY_MS)
     def classify_batch(self, texts: Texts) -> list[dict]:
         """Many documents; concurrent requests are merged into one batch (adaptive batching)."""
         started = time.perf_counter()
@@ -128,7 +164,8 @@ class LongdocService:
                 "alias": self.info.get("alias"), "variant": card.variant, "data_version": self.info.get("data_version"),
                 "task": self.info.get("task"), "labels": card.labels,
                 "chunk_tokens": card.chunking.chunk_tokens if card.chunking else None, "max_chars": MAX_CHARS,
-                "limits": {"max_chars": MAX_CHARS, "max_batch_docs": MAX_BATCH_DOCS, "max_body_bytes": MAX_BODY_BYTES},
+                "limits": {"max_chars": MAX_CHARS, "max_batch_docs": MAX_BATCH_DOCS, "max_body_bytes": MAX_BODY_BYTES,
+                           "max_latency_ms": MAX_LATENCY_MS},
                 "temperature": self.predictor.temperature,
                 "quantized": QUANTIZE,
                 "bento_model": str(self.bento_model.tag)}

@@ -21,6 +21,8 @@ def test_project_params_file_is_valid():
     ({"data": {"test_fraction": 0}}, "data.test_fraction"),
     ({"serving": {"max_chars": 10_000, "max_body_bytes": 9_000}}, "max_body_bytes (9000) must exceed max_chars"),
     ({"serving": {"max_batch_docs": 0}}, "serving.max_batch_docs"),
+    ({"serving": {"max_latency_ms": "fast"}}, "serving.max_latency_ms: Value error, must be auto or a whole number"),
+    ({"serving": {"max_latency_ms": 0}}, "serving.max_latency_ms: Value error, must be auto or a whole number"),
 ])
 def test_bad_values_are_named(raw, fragment):
     with pytest.raises(LongdocError, match=re.escape(fragment)):

@@ -323,7 +323,7 @@ def test_metadata_health_and_page(service, client):
     meta = requests.get(f"{service}/metadata", timeout=10).json()
     champion = client.get_model_version_by_alias(NAME, "champion")
     assert (meta["version"], meta["variant"]) == (str(champion.version), champion.tags["variant"])
-    assert meta["labels"] == sorted(meta["labels"]) and meta["limits"] == LIMITS
+    assert meta["labels"] == sorted(meta["labels"]) and meta["limits"] == {**LIMITS, "max_latency_ms": 120_000}
     assert meta["data_version"] == champion.tags["data_version"] and meta["task"] == champion.tags["task"]
     assert meta["labels"] == json.loads(champion.tags["labels"]) and meta["variant"] == "tfidf_logreg"
     for path in ("/livez", "/readyz"):

@@ -73,6 +73,7 @@ def build_bento(params: Params, model_tag: str) -> str:
         raise LongdocError(f"no bentofile.yaml in {service_dir}")
     args = {"model_tag": model_tag, "max_chars": params.serving.max_chars,
             "max_batch_docs": params.serving.max_batch_docs, "max_body_bytes": params.serving.max_body_bytes,
+            "max_latency_ms": str(params.serving.max_latency_ms),
             "quantize": "1" if params.serving.quantize else "0"}
     # the service lets an environment variable override its build arguments (for serve time); pin it here
     # so a stray LONGDOC_BENTO_MODEL in the builder's environment cannot pack another model

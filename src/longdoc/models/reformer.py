@@ -19,8 +19,8 @@ different padding would change what a token attends to, and a document's predict
 
 Randomness: HF draws each reversible layer's dropout seed from OS entropy (``torch.seed()``), which would make
 training irreproducible under ``train.seed``; here those seeds come from the seeded generator. At evaluation the
-hash rotations are drawn from a fixed seed in a forked RNG, so predictions are deterministic and the caller's
-random stream is untouched.
+hash rotations are drawn from a generator of the forward pass's own, seeded with a fixed seed, so predictions are
+deterministic, do not depend on other threads predicting at the same time, and the process-wide generator is untouched.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from operator import mul
 
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from longdoc.chunking import Window
 from longdoc.config import ReformerParams
@@ -40,6 +41,9 @@ from longdoc.models.batching import SegmentBatch
 from longdoc.models.encoder import ChunkEncoder, load_tokenizer, resolve_encoder
 
 EVAL_HASH_SEED = 20200113  # the rotations every evaluation uses (the Reformer paper's arXiv date)
+# torch's sampling functions that take a generator; HF's LSH attention draws its rotations with torch.randn
+RANDOM_DRAWS = frozenset({torch.randn, torch.rand, torch.randint, torch.randperm, torch.normal, torch.bernoulli,
+                          torch.multinomial})
 
 
 def architecture(settings: VariantSettings) -> ReformerParams:
@@ -146,6 +150,26 @@ def _seed_drawer(layer: nn.Module, attr: str):
     return draw
 
 
+class _DrawFrom(TorchFunctionMode):
+    """Within the block, this thread's random draws that name no generator come from ``generator``.
+
+    HF's LSH attention draws its hash rotations from the process-wide generator; seeding that one per forward pass
+    races when several threads predict at once (one pass reseeds while another draws), so a prediction would depend
+    on its neighbours. Torch function modes are thread-local: each pass gets its own stream, and the global
+    generator is neither reseeded nor advanced.
+    """
+
+    def __init__(self, generator: torch.Generator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in RANDOM_DRAWS and kwargs.get("generator") is None:
+            kwargs = {**kwargs, "generator": self.generator}
+        return func(*args, **kwargs)
+
+
 class Reformer(DocumentClassifier):
     """The whole document (up to ``max_tokens``) through a Reformer, mean- or [CLS]-pooled, one linear layer."""
 
@@ -202,9 +226,7 @@ class Reformer(DocumentClassifier):
         if self.training:
             pooled = self.encoder(ids, mask)
         else:
-            devices = [ids.device.index or 0] if ids.device.type == "cuda" else []
-            with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(EVAL_HASH_SEED)
+            with _DrawFrom(torch.Generator(device=ids.device).manual_seed(EVAL_HASH_SEED)):
                 pooled = self.encoder(ids, mask)
         return self.classifier(self.dropout(pooled))
 
