@@ -5,7 +5,8 @@ Two-stage training: the encoder is fine-tuned once (the GPU task) and every vari
 most of them training only a head on its cached chunk vectors; with train.two_stage off the encoder
 task records that and each variant fine-tunes from the pretrained encoder, in the same DAG.
 
-The package step runs only when the gate promoted a new champion (dsl.If).
+The package step runs when the gate promoted a new champion, or when the champion has no Bento (its
+packaging failed in an earlier run): the gate's output says which (dsl.If).
 The gate is one task after every candidate is registered: one writer of the champion alias per run,
 so parallel variants on a cluster cannot race each other for it.
 
