@@ -892,3 +892,29 @@ def test_a_change_that_died_after_the_alias_moved_gets_its_tags_from_the_next_on
     assert statuses.count(ALIAS) == 1
     rollback(store.client, name, ALIAS, "undo the hotfix")  # the repaired previous is what rollback restores
     assert store.champion(name) == first.version
+
+
+def test_a_champion_that_cannot_be_rescored_is_a_refusal_that_says_why(store: Store) -> None:
+    """Re-scoring needs the candidate's documents in the corpus and a champion whose model loads; each
+    failure is a refusal naming it, never a crash and never a promotion."""
+    name = store.model()
+    old = store.answers(name, 10, data="d0")
+    gate(store, name, [old], data="d0")
+    fresh = store.answers(name, 30, data="d1")
+    ids = [f"doc-{i:03d}" for i in range(30)]
+    prefix = f"champion v{old.version} (data d0) could not be re-scored on the candidate's test documents (data d1): "
+
+    def refusal(corpus: pd.DataFrame | None) -> str:
+        decision = decide(store.client, name, [fresh.version], ALIAS, "d1", GateParams(), corpus)
+        assert not decision.promoted and store.champion(name) == old.version
+        assert decision.reason.startswith(prefix), decision.reason
+        return decision.reason.removeprefix(prefix)
+
+    assert refusal(None) == (f"v{fresh.version} and v{old.version} were evaluated on different data and no corpus "
+                             "was given to re-score on")
+    partial = pd.DataFrame({"id": ids[:20], "text": ["some text"] * 20, "label": "sports"})
+    assert refusal(partial) == "the corpus lacks 10 of the 30 test documents (e.g. 'doc-020')"
+    whole = pd.DataFrame({"id": ids, "text": ["some text"] * 30, "label": "sports"})
+    failure = refusal(whole)  # the documents are there, but this cheap version has no model to load
+    assert failure.startswith(("MlflowException: ", "OSError: ")) and f"models:/{name}/{old.version}" not in failure
+    assert "None" not in failure
