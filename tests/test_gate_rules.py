@@ -696,6 +696,7 @@ def test_no_alias_means_no_champion_and_no_history_means_an_empty_trail(store: S
     name = store.model()
     store.answers(name, 3)
     assert current_champion(store.client, name, ALIAS) is None
+    assert current_champion(store.client, f"{name}-never-registered", ALIAS) is None  # no model: no champion either
     assert audit_trail(store.client, name) == []
 
 

@@ -91,17 +91,21 @@ def current_champion(client, name: str, alias: str):
     try:
         return client.get_model_version_by_alias(name, alias)
     except MlflowException as err:
-        if err.error_code in _ABSENT and not _alias_exists(client, name, alias):
+        failure = err
+    try:  # how a missing alias reads differs by store: ask the model which aliases it has
+        if failure.error_code in _ABSENT and not _alias_exists(client, name, alias):
             return None
-        raise LongdocError(f"cannot read {name}@{alias} from the registry ({err.error_code}: "
-                           f"{redact(err.message)}); the gate decides nothing until it can") from None
+    except MlflowException as err:
+        failure = err
+    raise LongdocError(f"cannot read {name}@{alias} from the registry ({failure.error_code}: "
+                       f"{redact(failure.message)}); the gate decides nothing until it can") from None
 
 
 _ABSENT = ("INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST")  # how a missing alias or model reads
 
 
 def _alias_exists(client, name: str, alias: str) -> bool:
-    """Whether the registered model lists ``alias``: the check that an error really meant "not set"."""
+    """Whether the registered model lists ``alias`` (False when there is no such model)."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -109,7 +113,7 @@ def _alias_exists(client, name: str, alias: str) -> bool:
     except MlflowException as err:
         if err.error_code == "RESOURCE_DOES_NOT_EXIST":
             return False
-        raise LongdocError(f"cannot read {name} from the registry ({err.error_code}: {redact(err.message)})") from None
+        raise
 
 
 def _tag(version, key: str) -> float:
