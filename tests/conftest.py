@@ -66,6 +66,16 @@ def small_corpus(tmp_path_factory, demo_corpus) -> Path:
     return path
 
 
+def write_changed_corpus(source: Path, path: Path) -> None:
+    """``source``'s documents, ids and labels with each text's paragraphs in reverse order, written to ``path``:
+    what a ``dvc pull`` or ``data import`` leaves at the same path (other content, same name)."""
+    from longdoc.data.corpus import paragraphs, read_corpus, write_jsonl
+
+    frame = read_corpus(source)
+    frame["text"] = ["\n\n".join(reversed(paragraphs(text))) + "\n\nRevised." for text in frame["text"]]
+    write_jsonl(frame, path)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     from longdoc.models.encoder import load_tokenizer

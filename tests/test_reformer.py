@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
@@ -46,7 +48,32 @@ def registered(tiny_chunks, tmp_path_factory, small_corpus) -> dict:
             "registration": json.loads((tmp / "registration.json").read_text())}
 
 
-def test_reformer_trains_registers_and_serves_as_evaluated(registered, small_corpus, monkeypatch):
+# Packed into the served Bento: 8 documents per /classify_batch request; a small byte limit for the 413 tests.
+SERVING = {"serving.max_batch_docs": 8, "serving.max_body_bytes": 1_000_000}
+
+
+@pytest.fixture(scope="module")
+def served(registered):
+    """The registered Reformer packaged (`longdoc package --version`) and served (`longdoc serve`) on loopback."""
+    tmp, reg = registered["tmp"], registered["registration"]
+    done = cli("package", *registered["args"], *set_args(SERVING), "--model", reg["model_name"], "--version",
+               reg["version"], "--out", str(tmp / "bento.json"), env=registered["env"])
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    tag = json.loads((tmp / "bento.json").read_text())["bento_tag"]
+    port = free_port()
+    env = {**os.environ, **registered["env"], "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    with (tmp / "serve.log").open("w") as log:
+        proc = subprocess.Popen([str(BIN / "longdoc"), "serve", "--bento", tag, "--port", str(port)], cwd=ROOT,
+                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_ready(url, proc, tmp / "serve.log")
+        yield url
+    finally:
+        os.killpg(proc.pid, 15)
+        proc.wait(timeout=30)
+
+def test_reformer_trains_registers_and_serves_as_evaluated(registered, served, small_corpus, monkeypatch):
     import mlflow
 
     tmp, reg = registered["tmp"], registered["registration"]
@@ -76,26 +103,64 @@ def test_reformer_trains_registers_and_serves_as_evaluated(registered, small_cor
     assert ((out.filter(like="prob_").sum(axis=1) - 1).abs() < 1e-5).all()
 
     # served like every variant: `longdoc package --version` builds the Bento, `longdoc serve` answers /classify
-    done = cli("package", *registered["args"], "--model", reg["model_name"], "--version", reg["version"],
-               "--out", str(tmp / "bento.json"), env=registered["env"])
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    tag = json.loads((tmp / "bento.json").read_text())["bento_tag"]
-    port = free_port()
-    env = {**os.environ, **registered["env"], "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    with (tmp / "serve.log").open("w") as log:
-        proc = subprocess.Popen([str(BIN / "longdoc"), "serve", "--bento", tag, "--port", str(port)], cwd=ROOT,
-                                env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_ready(url, proc, tmp / "serve.log")
-        for text, expected in list(zip(corpus["text"], normal["predicted"], strict=True))[:3]:
-            reply = requests.post(f"{url}/classify", json={"text": text}, timeout=60)
-            assert reply.status_code == 200, reply.text
-            assert (reply.json()["label"], reply.json()["version"]) == (expected, str(reg["version"]))
-    finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+    for text, expected in list(zip(corpus["text"], normal["predicted"], strict=True))[:3]:
+        reply = requests.post(f"{served}/classify", json={"text": text}, timeout=60)
+        assert reply.status_code == 200, reply.text
+        assert (reply.json()["label"], reply.json()["version"]) == (expected, str(reg["version"]))
 
+
+def _long_documents(small_corpus, n: int) -> list[str]:
+    """``n`` documents of several thousand tokens each: eight demo articles joined, a different eight for each."""
+    texts = pd.read_json(small_corpus, lines=True)["text"].tolist()
+    return ["\n\n".join(texts[(8 * i + j) % len(texts)] for j in range(8)) for i in range(n)]
+
+
+def test_concurrent_batches_of_long_documents_get_no_5xx_and_the_same_answers(served, small_corpus):
+    """Bounded load on loopback: 16 /classify_batch requests of two long documents and 8 /classify requests, 8 in
+    flight. The adaptive batcher answers 503 to a request that waited longer than its max_latency_ms, so a bound
+    below what batches take on this machine refuses requests the service would answer in time. Every answer for a
+    document must be the same whatever batch the batcher put it in and whatever ran beside it."""
+    docs = _long_documents(small_corpus, 8)
+    jobs = []
+    for i in range(8):
+        jobs += [("/classify_batch", [(2 * i) % 8, (2 * i + 1) % 8]), ("/classify", [i]),
+                 ("/classify_batch", [(2 * i + 3) % 8, (2 * i + 4) % 8])]
+
+    def send(job: tuple[str, list[int]]) -> tuple[list[int], int, str]:
+        route, which = job
+        payload = {"texts": [docs[d] for d in which]} if route == "/classify_batch" else {"text": docs[which[0]]}
+        reply = requests.post(f"{served}{route}", json=payload, timeout=120)
+        return which, reply.status_code, reply.text
+
+    with ThreadPoolExecutor(8) as pool:
+        replies = list(pool.map(send, jobs))
+    failed = [(status, text[:200]) for _, status, text in replies if status != 200]
+    assert not failed, f"{len(failed)} of {len(replies)} requests failed: {failed[:3]}"
+    answers: dict[int, list[list[float]]] = {}
+    for which, _, text in replies:
+        body = json.loads(text)
+        for doc, answer in zip(which, body if isinstance(body, list) else [body], strict=True):
+            answers.setdefault(doc, []).append(list(answer["probabilities"].values()))
+    spread = {doc: float((torch.tensor(probs) - torch.tensor(probs[0])).abs().max()) for doc, probs in answers.items()}
+    assert max(spread.values()) < 1e-5, spread
+    assert requests.get(f"{served}/metadata", timeout=10).json()["limits"]["max_latency_ms"] == 120_000
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_the_byte_limit_sent_whole_by_urllib_reads_413(served, chunked):
+    """urllib writes the whole body before it reads the reply: unless the server reads (and drops) the rest of the
+    body before it closes, the close resets the connection and the client never sees the 413 (RFC 9112, 9.6)."""
+    import urllib.error
+    import urllib.request
+
+    body = json.dumps({"texts": ["word " * 3_999] * 8}).encode() + b" " * 4_000_000  # valid JSON, 4x the limit
+    data = (body[i : i + 65_536] for i in range(0, len(body), 65_536)) if chunked else body
+    request = urllib.request.Request(f"{served}/classify_batch", data=data, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 413 and "limit of 1000000 bytes" in refused.value.read().decode()
+    assert requests.post(f"{served}/classify", json={"text": "A fine text."}, timeout=60).status_code == 200
 
 def test_an_unreachable_checkpoint_is_a_clear_error(tiny_chunks, tmp_path):
     """Offline, a hub name cannot load: one line naming it, exit 2, no traceback, nothing written."""
@@ -106,6 +171,34 @@ def test_an_unreachable_checkpoint_is_a_clear_error(tiny_chunks, tmp_path):
     assert done.returncode == 2, done.stderr[-2000:]
     assert name in done.stderr and "reformer.checkpoint" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "out" / "model").exists()
+
+
+def test_several_processes_are_refused_up_front(tiny_chunks, tmp_path):
+    """Reversible layers run their own backward pass, which DDP refuses ("Expected to mark a variable ready only
+    once"): the params refuse `train.nproc_per_node` > 1 for the Reformer, and `longdoc train --variant reformer`
+    refuses it before torchrun starts (the variant need not be in train.variants there)."""
+    refused = r"train\.nproc_per_node=2 with the reformer variant: .*reversible layers"
+    for raw in ({"train": {"variants": ["reformer"], "nproc_per_node": 2}},
+                {"train": {"variants": ["head", "reformer"], "overrides": {"reformer": {"nproc_per_node": 2}}}}):
+        with pytest.raises(LongdocError, match=refused):
+            parse_params(raw)
+    kept = parse_params({"train": {"variants": ["head", "reformer"], "nproc_per_node": 2,
+                                   "overrides": {"reformer": {"nproc_per_node": 1}}}})
+    assert kept.train.for_variant("head").nproc_per_node == 2  # the others still train in several processes
+    from longdoc.cluster import trainjob
+
+    with pytest.raises(LongdocError, match=r"train\.nproc_per_node=1 on 2 nodes with the reformer variant"):
+        trainjob(kept, "reformer", nodes=2)  # several nodes are DDP too
+    done = subprocess.run([*train_command(tiny_chunks, tmp_path / "out", "reformer"),
+                           *set_args({**TINY_REFORMER, "train.nproc_per_node": 2})],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 2, done.stdout[-2000:] + done.stderr[-2000:]
+    assert re.search(refused, done.stderr) and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert not (tmp_path / "out").exists()
+    done = cli("validate", "--set", "train.variants=[reformer]", "--set", "train.nproc_per_node=2", "--out",
+               str(tmp_path / "validation"))
+    assert done.returncode == 2 and re.search(refused, done.stderr) and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path / "validation").exists()
 
 
 def test_a_checkpoint_that_is_not_a_reformer_is_refused():
@@ -163,6 +256,35 @@ def test_evaluation_is_deterministic_and_does_not_depend_on_the_batch(tokenizer)
     assert torch.allclose(together, alone, atol=1e-5)
     assert torch.equal(torch.get_rng_state(), state)
 
+
+def test_concurrent_predictions_are_the_sequential_ones_and_leave_the_global_rng_alone(tokenizer):
+    """The service predicts from several threads at once: each forward pass draws its hash rotations from its own
+    generator, so interleaved passes give what one pass alone gives and the process-wide generator is untouched."""
+    import threading
+
+    model, batch = _two_layer_model_and_batch(tokenizer, dropout=0.0)
+    model.eval()
+    with torch.inference_mode():
+        alone = model(batch)
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    outputs: list[torch.Tensor] = []
+    start = threading.Barrier(2)
+
+    def predict() -> None:
+        start.wait()
+        with torch.inference_mode():
+            outputs.append(model(batch))
+
+    for _ in range(3):  # two at once, three times: the interleaving differs from run to run
+        threads = [threading.Thread(target=predict) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert len(outputs) == 6 and all(torch.equal(out, alone) for out in outputs), \
+        [float((out - alone).abs().max()) for out in outputs]
+    assert torch.equal(torch.get_rng_state(), state)
 
 def _two_layer_model_and_batch(tokenizer, dropout: float):
     """A 2-layer Reformer at 256 tokens and a batch of the variant tests' three texts."""

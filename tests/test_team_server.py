@@ -90,6 +90,9 @@ def test_a_database_that_stops_mid_run_ends_it_with_an_error_naming_the_server(i
     assert last.startswith(f"error: MLflow tracking server {team.uri} "), last
     step = "register" if interrupted["first"] == "tfidf_logreg" else "baseline"  # the other candidate's step
     assert "is its database up?" in last and f"Inner task failed: '{step}'" in last, last
+    # the failed step printed its one-line error, not a traceback (LongdocError is a user-facing failure)
+    assert "Traceback" not in interrupted["output"], interrupted["output"][-5000:]
+    assert "error: MLflow tracking server" in interrupted["output"].split(last)[0]
 
 
 def test_the_interrupted_run_left_no_half_registered_version(interrupted, team):

@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import ROOT, set_args, train_command
+from tests.conftest import ROOT, TINY, cli, set_args, train_command, write_changed_corpus
 
 
 def test_resume_after_kill_reaches_the_same_weights(tiny_chunks, tmp_path):
@@ -38,6 +38,31 @@ def test_resume_after_kill_reaches_the_same_weights(tiny_chunks, tmp_path):
     b = load_file(tmp_path / "killed" / "model" / "model.safetensors")
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_stage1_does_not_resume_over_a_changed_corpus_at_the_same_path(tmp_path, small_corpus):
+    """`dvc pull` or `data import` puts other documents at the same path: `train-encoder` into the same folder must
+    not resume the old corpus's checkpoint (and keep its encoder), since the fingerprint holds the data version."""
+    import shutil
+
+    corpus = tmp_path / "corpus.jsonl"
+    shutil.copy(small_corpus, corpus)
+    args = set_args({**TINY, "data.corpus": str(corpus), "train.two_stage": True, "train.cache_dir":
+                     str(tmp_path / "cache"), "train.stage1": {"max_steps": 2, "max_chunks": 2}})
+    folders = {name: str(tmp_path / name) for name in ("validation", "chunks", "encoder")}
+
+    def stage1():
+        assert cli("validate", *args, "--out", folders["validation"]).returncode == 0
+        assert cli("chunk", *args, "--corpus", folders["validation"], "--out", folders["chunks"]).returncode == 0
+        return cli("train-encoder", *args, "--chunks", folders["chunks"], "--out", folders["encoder"])
+
+    first = stage1()
+    assert first.returncode == 0, first.stderr[-2000:]
+    write_changed_corpus(small_corpus, corpus)
+    again = stage1()
+    assert "resuming chunk_mean from" not in again.stdout + again.stderr
+    assert again.returncode == 2, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "data version" in again.stderr and "Traceback" not in again.stderr, again.stderr[-2000:]
 
 
 def test_training_learns_and_reports_throughput(tiny_chunks, tmp_path):

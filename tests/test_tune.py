@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from longdoc.errors import LongdocError
-from tests.conftest import cli, set_args
+from tests.conftest import ROOT, cli, set_args, write_changed_corpus
 
 # The shipped two-stage path, small: stage 1 fine-tunes the encoder once, attention trains on its cached vectors.
 TUNE = {"data.sample_per_label": 12, "train.max_steps": 6, "train.batch_size": 8,
@@ -135,6 +135,30 @@ def test_running_again_resumes_the_study_under_the_same_parent(tuned, small_corp
     [again], children = _runs(tmp)
     assert again.info.run_id == parent.info.run_id and children["4"].data.tags["mlflow.parentRunId"] == \
         parent.info.run_id
+
+
+def test_the_workspace_follows_the_corpus_content_not_its_path(tmp_path, small_corpus):
+    """After `dvc pull` or `data import` the same path holds other documents: the next session must chunk them and
+    train stage 1 on them, not reuse what the old ones made (the workspace is keyed on the data version)."""
+    import shutil
+
+    import pandas as pd
+
+    from longdoc.config import load_params
+    from longdoc.tuning.trial import Workspace
+
+    corpus = tmp_path / "corpus.jsonl"
+    shutil.copy(small_corpus, corpus)
+    params = load_params(ROOT / "params.yaml", {**TUNE, "data.corpus": str(corpus), "train.cache_dir":
+                                                str(tmp_path / "cache"), "train.stage1": {"max_steps": 1,
+                                                                                          "batch_size": 8,
+                                                                                          "max_chunks": 2}})
+    chunks, stage1, _ = Workspace(tmp_path / "ws").prepare(params)
+    write_changed_corpus(small_corpus, corpus)
+    chunks_after, stage1_after, fill = Workspace(tmp_path / "ws").prepare(params)  # the next `longdoc tune`
+    assert chunks_after != chunks and stage1_after != stage1 and fill is not None  # stage 1 trained again
+    old, new = (pd.read_parquet(c / "documents.parquet").set_index("id")["input_ids"] for c in (chunks, chunks_after))
+    assert sorted(old.index) == sorted(new.index) and all(list(old[i]) != list(new[i]) for i in old.index)
 
 
 # --- bad input: one clear line, exit 2, before any trial ---

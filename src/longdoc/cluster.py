@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from longdoc.config import Params
+from longdoc.config import Params, ddp_conflict
 from longdoc.errors import LongdocError
 
 TRAINJOB_API = "trainer.kubeflow.org/v1alpha1"
@@ -60,6 +60,8 @@ def trainjob(params: Params, variant: str, nodes: int, nproc_per_node: int | Non
     nproc = nproc_per_node or cfg.nproc_per_node
     if nodes < 1 or nproc < 1:
         raise LongdocError(f"a TrainJob needs at least 1 node and 1 process per node (got {nodes} x {nproc})")
+    if why := ddp_conflict(variant, nproc, nodes):
+        raise LongdocError(why)
     name = name or trainjob_name(variant)
     if not DNS_LABEL.match(name) or len(name) > 63:
         raise LongdocError(f"TrainJob name {name!r} must be a DNS label: lower-case letters, digits and '-', "

@@ -7,7 +7,7 @@ three entry points validate through :class:`Params` and fail before any compute 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -82,6 +82,20 @@ class ChunkingParams(_Section):
 # fingerprinted on its own).
 NOT_SHAPING = {"device", "checkpoint_every", "cache_dir", "variants", "overrides", "nproc_per_node"}
 STAGE1_VARIANT = "chunk_mean"  # ToBERT's stage 1: the chunk classifier, each chunk labelled with its document's label
+# Variants that cannot train in several processes (DDP), and why: refused by the params and by the training stage,
+# before torchrun starts (checked on CPU/gloo: the Reformer's first backward pass fails on every rank).
+NO_DDP = {"reformer": "its reversible layers recompute activations in their own backward pass, which marks a "
+                      "weight's gradient ready more than once, and DDP refuses that (\"Expected to mark a variable "
+                      "ready only once\")"}
+
+
+def ddp_conflict(variant: str, nproc_per_node: int, nodes: int = 1) -> str:
+    """Why ``variant`` cannot train in ``nodes`` x ``nproc_per_node`` processes, or "" when it can."""
+    if variant not in NO_DDP or nproc_per_node * nodes <= 1:
+        return ""
+    where = f"train.nproc_per_node={nproc_per_node}" + (f" on {nodes} nodes" if nodes > 1 else "")
+    return (f"{where} with the {variant} variant: {NO_DDP[variant]}; train it in one process "
+            f"(train.overrides.{variant}.nproc_per_node: 1{', on one node' if nodes > 1 else ''})")
 
 
 class TrainParams(_Section):
@@ -254,7 +268,20 @@ class ServingParams(_Section):
     max_chars: int = Field(200_000, ge=100, description="Longest text the service accepts.")
     max_batch_docs: int = Field(64, ge=1, description="Most documents in one /classify_batch request.")
     max_body_bytes: int = Field(8_000_000, ge=1024, description="Largest request body the service reads.")
+    max_latency_ms: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
+        "auto", description="How long /classify_batch's adaptive batcher lets a request wait before a 503; auto: the "
+                            "request timeout (120 s), so only a request that cannot be answered in time is refused.")
     quantize: bool = Field(False, description="int8 dynamic quantization of Linear layers when serving on CPU.")
+
+    @field_validator("max_latency_ms", mode="before")
+    @classmethod
+    def _auto_or_milliseconds(cls, value: Any) -> Any:
+        """One message for both wrong kinds of value, instead of one per member of the union."""
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        if isinstance(value, str) and value.strip().isdigit() and int(value) >= 1:
+            return int(value)
+        raise ValueError(f"must be auto or a whole number of milliseconds (at least 1), not {value!r}")
 
     @model_validator(mode="after")
     def _one_document_fits_in_a_body(self) -> ServingParams:
@@ -369,6 +396,16 @@ class Params(_Section):
     registry: RegistryParams = RegistryParams()
     serving: ServingParams = ServingParams()
     pipeline: PipelineParams = PipelineParams()
+
+    @field_validator("train")
+    @classmethod
+    def _variants_train_as_configured(cls, train: TrainParams) -> TrainParams:
+        """Here, not on TrainParams: ``for_variant`` builds sections for variants outside train.variants too
+        (``longdoc train --variant``), which the training stage checks itself before torchrun starts."""
+        for name in train.variants:
+            if why := ddp_conflict(name, train.for_variant(name).nproc_per_node):
+                raise ValueError(why)
+        return train
 
     @property
     def cache_root(self) -> Path:

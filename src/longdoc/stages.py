@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from longdoc.config import Params
+from longdoc.config import Params, ddp_conflict
 from longdoc.errors import LongdocError
 
 CORPUS_FILE = "corpus.parquet"
@@ -70,12 +70,27 @@ def read_validated(corpus_dir: Path) -> pd.DataFrame:
     return pd.read_parquet(path)
 
 
+def data_version(corpus_dir: Path) -> str:
+    """The data version of a validated folder: what its summary records, else computed from its corpus."""
+    summary = corpus_dir / "summary.json"
+    recorded = json.loads(summary.read_text()).get("data_version") if summary.is_file() else None
+    if recorded:
+        return str(recorded)
+    from longdoc.data.versioning import corpus_version
+
+    return corpus_version(read_validated(corpus_dir))
+
+
 def chunk(params: Params, corpus_dir: Path, out_dir: Path) -> dict:
+    """Chunk the validated corpus; the stats carry its data version, which training fingerprints its checkpoints
+    with (a checkpoint of other documents at the same path is never resumed)."""
     from longdoc.chunking import chunk_corpus
+    from longdoc.data.versioning import corpus_version
     from longdoc.models.encoder import load_tokenizer
 
-    stats = chunk_corpus(read_validated(corpus_dir), load_tokenizer(params.encoder.name_or_path),
-                         params.chunking, out_dir)
+    corpus = read_validated(corpus_dir)
+    stats = chunk_corpus(corpus, load_tokenizer(params.encoder.name_or_path), params.chunking, out_dir)
+    stats["data_version"] = corpus_version(corpus)
     (out_dir / "chunk_stats.json").write_text(json.dumps(stats, indent=2))
     return stats
 
@@ -162,6 +177,8 @@ def _train_in(params: Params, variant: str, chunk_dir: Path, folder: Path, encod
     if encoder_dir is not None:
         command += ["--encoder-from", str(encoder_dir)]
     nproc = params.train.for_variant(variant).nproc_per_node
+    if why := ddp_conflict(variant, nproc):  # the params check train.variants; `train --variant` may name another
+        raise LongdocError(why)
     if on_validation is not None and nproc > 1:
         raise LongdocError(f"{variant}: train.nproc_per_node={nproc} trains in other processes, which cannot report "
                            "each validation back to this one (pruning); use 1 process per trial")

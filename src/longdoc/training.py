@@ -98,11 +98,13 @@ def plan_budget(n_train: int, cfg: TrainParams) -> Budget:
 
 
 def training_fingerprint(params: Params, variant: str, cfg: TrainParams, start: str = "pretrained",
-                         world_size: int = 1) -> str:
+                         world_size: int = 1, data_version: str = "") -> str:
     """Hash of everything that shapes what a variant learns: a checkpoint of other settings is refused.
 
     The world size counts because ``batch_size`` is per process: resuming on another number of processes
-    would change the global batch and the sharding mid-run.
+    would change the global batch and the sharding mid-run. The data version (:func:`chunks_data_version`)
+    counts because a path names whatever bytes lie there today: after ``dvc pull`` the same chunks folder
+    holds other documents.
     """
     import hashlib
 
@@ -113,7 +115,24 @@ def training_fingerprint(params: Params, variant: str, cfg: TrainParams, start: 
         shaping["reformer"] = params.reformer.model_dump()
     if world_size > 1:  # absent for one process, so the fingerprints of existing checkpoints stay valid
         shaping["world_size"] = world_size
+    if data_version:
+        shaping["data_version"] = data_version
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def chunks_data_version(chunk_dir: Path) -> str:
+    """The data version of the corpus a chunks folder was cut from (the chunk stage records it); for a folder
+    written before it did, a hash of its documents table, so other documents still never pass for the same."""
+    import hashlib
+
+    stats = chunk_dir / "chunk_stats.json"
+    recorded = json.loads(stats.read_text()).get("data_version") if stats.is_file() else None
+    if recorded:
+        return str(recorded)
+    documents = chunk_dir / "documents.parquet"
+    if not documents.is_file():
+        raise LongdocError(f"no chunks in {chunk_dir} (documents.parquet is missing); run the chunk stage first")
+    return "documents:" + hashlib.sha256(documents.read_bytes()).hexdigest()[:16]
 
 
 def load_docs(chunk_dir: Path, labels: list[str] | None = None) -> tuple[dict[str, list[Doc]], list[str]]:
@@ -276,7 +295,7 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 
 
 def save_checkpoint(out_dir: Path, model, tokenizer, card, optimizer, scheduler, state: LoopState,
-                    fingerprint: str) -> None:
+                    fingerprint: str, data_version: str = "") -> None:
     """Weights (safetensors), what they belong to (JSON) and the optimizer, scheduler, RNG and loop state.
 
     The state file is written last, so a checkpoint without it is incomplete and never resumed from.
@@ -284,7 +303,7 @@ def save_checkpoint(out_dir: Path, model, tokenizer, card, optimizer, scheduler,
     path = out_dir / "checkpoints" / f"step-{state.step:06d}"
     save_classifier(model, tokenizer, card, path)
     (path / CHECKPOINT_META).write_text(json.dumps({"variant": card.variant, "fingerprint": fingerprint,
-                                                    "step": state.step}))
+                                                    "step": state.step, "data_version": data_version}))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state(), "loop": state.__dict__}, path / f"{STATE_FILE}.tmp")
     (path / f"{STATE_FILE}.tmp").replace(path / STATE_FILE)
@@ -292,13 +311,19 @@ def save_checkpoint(out_dir: Path, model, tokenizer, card, optimizer, scheduler,
         shutil.rmtree(old, ignore_errors=True)
 
 
-def check_checkpoint(path: Path, variant: str, fingerprint: str) -> None:
-    """Refuse a checkpoint of another variant or of other training settings, before loading anything."""
+def check_checkpoint(path: Path, variant: str, fingerprint: str, data_version: str = "") -> None:
+    """Refuse a checkpoint of another variant, of other data or of other training settings, before loading
+    anything."""
     meta_file = path / CHECKPOINT_META
     meta = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
     if meta.get("variant") != variant:
         raise LongdocError(f"the checkpoint {path} is of variant {meta.get('variant', 'unknown')!r}, not {variant!r}: "
                            "train each variant into its own --out folder, or delete the checkpoints folder")
+    if data_version and meta.get("data_version", data_version) != data_version:
+        raise LongdocError(f"the checkpoint {path} was trained on data version {meta['data_version']}, but the "
+                           f"chunks are now of data version {data_version} (the corpus changed, e.g. after dvc pull "
+                           f"or data import): resuming would train on two corpora; delete {path.parent} to start "
+                           "again")
     if meta.get("fingerprint") != fingerprint:
         raise LongdocError(f"the checkpoint {path} was written with other training settings (fingerprint "
                            f"{meta.get('fingerprint')} vs {fingerprint}): resuming would mix two runs; delete "
@@ -439,11 +464,12 @@ def _train(chunk_dir: Path, params: Params, variant: str, cfg: TrainParams, out_
     budget = plan_budget(len(splits["train"]) // dist.world_size, cfg)
     optimizer = make_optimizer(model, cfg)
     scheduler = _schedule(optimizer, budget.warmup, budget.steps)
-    fingerprint = training_fingerprint(params, variant, cfg, start, dist.world_size)
+    data_version = chunks_data_version(chunk_dir)
+    fingerprint = training_fingerprint(params, variant, cfg, start, dist.world_size, data_version)
     state = LoopState()
     checkpoint = latest_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
-        check_checkpoint(checkpoint, variant, fingerprint)
+        check_checkpoint(checkpoint, variant, fingerprint, data_version)
         state = restore_checkpoint(checkpoint, model, optimizer, scheduler)
         print(f"resuming {variant} from {checkpoint} (step {state.step})")
 
@@ -486,7 +512,8 @@ def _train(chunk_dir: Path, params: Params, variant: str, cfg: TrainParams, out_
                     stop = dist.is_main and score is not None and bool(on_validation(state.step, score))
                     state.halted = bool(dist.from_main(int(stop)))
             if state.step % cfg.checkpoint_every == 0 and dist.is_main:
-                save_checkpoint(out_dir, model, tokenizer, card, optimizer, scheduler, state, fingerprint)
+                save_checkpoint(out_dir, model, tokenizer, card, optimizer, scheduler, state, fingerprint,
+                                data_version)
             if state.step >= budget.steps or _stop_early(state, cfg):
                 break
         if state.next_batch >= len(batches):

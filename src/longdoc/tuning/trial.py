@@ -5,7 +5,9 @@ sweep on a cluster, and it knows nothing of Optuna: pruning comes in as a callab
 "stop?" after each validation.
 
 What a trial can share with others is kept in a workspace by the hash of the settings that make it:
-the validated corpus, the chunks, and the stage-1 encoder of two-stage training. A trial whose
+the validated corpus, the chunks, and the stage-1 encoder of two-stage training. Chunks and stage 1 are
+keyed on the corpus's data version (its content), not its path: after ``dvc pull`` or ``data import``
+the same path holds other documents, and the next session validates them again and builds anew. A trial whose
 sampled values only reach the layers above the encoder (``train.overrides.<variant>.*``) reuses the
 stage-1 folder, and its training reads every chunk vector from the embedding cache: no chunk goes
 through the encoder. The cache's own hit and miss counters say so, per trial.
@@ -44,18 +46,19 @@ def data_key(params: Params) -> str:
     return digest("validated", params.data.model_dump())
 
 
-def chunks_key(params: Params) -> str:
-    return digest("chunks", data_key(params), params.encoder.model_dump(), params.chunking.model_dump())
+def chunks_key(params: Params, data_version: str) -> str:
+    return digest("chunks", data_version, params.encoder.model_dump(), params.chunking.model_dump())
 
 
-def stage1_key(params: Params) -> str | None:
+def stage1_key(params: Params, data_version: str) -> str | None:
     """What shapes the stage-1 encoder (the same fingerprint its checkpoints carry); None without two-stage."""
     if not params.train.two_stage:
         return None
     from longdoc.training import training_fingerprint
 
-    return digest("stage1", chunks_key(params),
-                  training_fingerprint(params, STAGE1_VARIANT, params.train.for_stage1(), "pretrained"))
+    return digest("stage1", chunks_key(params, data_version),
+                  training_fingerprint(params, STAGE1_VARIANT, params.train.for_stage1(), "pretrained",
+                                       data_version=data_version))
 
 
 def _build_once(folder: Path, done_file: str, build: Callable[[Path], object]) -> bool:
@@ -87,26 +90,38 @@ class Workspace:
     """Folders trials share, named by the hash of what made them (see the module docstring)."""
 
     root: Path
+    _validated: dict[str, Path] = field(default_factory=dict, init=False, repr=False)
 
     def validated(self, params: Params) -> Path:
+        """The corpus validated once per session (a path is no version: read it again each session), kept under
+        its data version so sessions over the same documents share what was built from them."""
         from longdoc.stages import validate
 
-        folder = self.root / "validated" / data_key(params)
-        _build_once(folder, "summary.json", lambda out: validate(params, params.data.corpus, out))
-        return folder
+        key = data_key(params)
+        if key not in self._validated:
+            scratch = self.root / "validated" / f"{key}.tmp-{uuid.uuid4().hex[:8]}"
+            try:
+                version = validate(params, params.data.corpus, scratch)["data_version"]
+                folder = self.root / "validated" / digest(key, version)
+                _build_once(folder, "summary.json", scratch.rename)
+            finally:
+                shutil.rmtree(scratch, ignore_errors=True)
+            self._validated[key] = folder
+        return self._validated[key]
 
     def chunks(self, params: Params, corpus_dir: Path) -> Path:
-        from longdoc.stages import chunk
+        from longdoc.stages import chunk, data_version
 
-        folder = self.root / "chunks" / chunks_key(params)
+        folder = self.root / "chunks" / chunks_key(params, data_version(corpus_dir))
         _build_once(folder, "chunk_stats.json", lambda out: chunk(params, corpus_dir, out))
         return folder
 
     def stage1(self, params: Params, chunk_dir: Path) -> tuple[Path | None, dict | None]:
         """The stage-1 folder and, when this trial trained it, its embedding-cache fill record."""
         from longdoc.stages import train_encoder
+        from longdoc.training import chunks_data_version
 
-        key = stage1_key(params)
+        key = stage1_key(params, chunks_data_version(chunk_dir))
         if key is None:
             return None, None
         folder = self.root / "stage1" / key
