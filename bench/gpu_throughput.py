@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def stage1_rates(data: Path, steps: int, work: Path) -> dict:
-    from longdoc.config import load_params
+    from longdoc.config.params import load_params
     from longdoc.stages import train_encoder
 
     stage1 = {"max_steps": steps, "batch_size": 16, "max_chunks": 16, "freeze_layers": 0, "docs_per_label": None}

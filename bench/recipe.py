@@ -12,7 +12,7 @@ import torch
 
 from bench.common import timed
 from longdoc.chunking import chunk_document
-from longdoc.config import ChunkingParams
+from longdoc.config.params import ChunkingParams
 from longdoc.models.batching import SpecialTokens, collate
 from longdoc.models.encoder import ChunkEncoder
 

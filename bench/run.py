@@ -38,7 +38,7 @@ def bench_recipe(texts, tokenizer, tiny: bool) -> dict:
 def bench_hardware(texts, tokenizer, tiny: bool) -> dict:
     from bench import hardware
     from longdoc.chunking import chunk_document
-    from longdoc.config import ChunkingParams
+    from longdoc.config.params import ChunkingParams
     from longdoc.models.batching import SpecialTokens, collate
     from longdoc.models.encoder import ChunkEncoder
 
@@ -89,7 +89,7 @@ def best_transformer(client, params):
 def bench_quantization(corpus_path: Path, tiny: bool) -> dict:
     """Accuracy and speed of the demo task's best transformer with and without int8 dynamic quantization,
     on the test split of ``corpus_path`` (split as the pipeline splits it)."""
-    from longdoc.config import load_params
+    from longdoc.config.params import load_params
     from longdoc.data.demo import load_bbc
     from longdoc.data.splits import sample_per_label, slice_and_split
     from longdoc.inference import Predictor
@@ -158,7 +158,7 @@ def bench_training(corpus_path: Path, tiny: bool) -> dict:
     import tempfile
 
     from longdoc.chunking import chunk_corpus
-    from longdoc.config import parse_params
+    from longdoc.config.params import parse_params
     from longdoc.data.demo import load_bbc
     from longdoc.data.splits import assign_splits, sample_per_label
     from longdoc.models.encoder import load_tokenizer

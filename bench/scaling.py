@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from bench.common import PeakRSS, timed
-from longdoc.config import ChunkingParams
+from longdoc.config.params import ChunkingParams
 from longdoc.models import variant_class
 from longdoc.models.base import VariantSettings
 from longdoc.models.batching import SpecialTokens, collate

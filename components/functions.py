@@ -10,7 +10,7 @@ def validate(corpus_path: str, params: str, corpus: Output[Dataset], report: Out
     import shutil
     from pathlib import Path
 
-    from longdoc.config import parse_params
+    from longdoc.config.params import parse_params
     from longdoc.stages import validate as run
 
     out = Path(corpus.path)
@@ -27,7 +27,7 @@ def validate(corpus_path: str, params: str, corpus: Output[Dataset], report: Out
 def chunk(params: str, corpus: Input[Dataset], chunks: Output[Dataset]) -> int:
     from pathlib import Path
 
-    from longdoc.config import parse_params
+    from longdoc.config.params import parse_params
     from longdoc.stages import chunk as run
 
     return int(run(parse_params(params), Path(corpus.path), Path(chunks.path))["chunks"])
@@ -37,7 +37,7 @@ def train_encoder(params: str, chunks: Input[Dataset], encoder: Output[Model]) -
     """Stage 1: fine-tune the encoder once and cache its chunk vectors (a no-op with train.two_stage off)."""
     from pathlib import Path
 
-    from longdoc.config import parse_params
+    from longdoc.config.params import parse_params
     from longdoc.stages import train_encoder as run
 
     summary = run(parse_params(params), Path(chunks.path), Path(encoder.path), work_key=chunks.uri)
@@ -47,7 +47,7 @@ def train_encoder(params: str, chunks: Input[Dataset], encoder: Output[Model]) -
 def train(params: str, variant: str, chunks: Input[Dataset], encoder: Input[Model], model: Output[Model]) -> float:
     from pathlib import Path
 
-    from longdoc.config import parse_params
+    from longdoc.config.params import parse_params
     from longdoc.stages import train as run
 
     summary = run(parse_params(params), variant, Path(chunks.path), Path(model.path), Path(encoder.path),
@@ -60,7 +60,7 @@ def evaluate(params: str, corpus: Input[Dataset], model: Input[Model], evaluatio
              metrics: Output[Metrics]) -> float:
     from pathlib import Path
 
-    from longdoc.config import parse_params
+    from longdoc.config.params import parse_params
     from longdoc.stages import evaluate as run
 
     scores = run(parse_params(params), Path(model.path) / "model", Path(corpus.path), Path(evaluation.path))
@@ -77,7 +77,7 @@ def register(params: str, git_commit: str, pipeline_run_id: str, corpus: Input[D
     from collections import namedtuple
     from pathlib import Path
 
-    from longdoc.config import parse_params
+    from longdoc.config.params import parse_params
     from longdoc.stages import register as run
 
     reg = run(parse_params(params), Path(model.path), Path(evaluation.path), Path(corpus.path), git_commit,
@@ -93,7 +93,7 @@ def baseline(params: str, git_commit: str, pipeline_run_id: str, corpus: Input[D
     from collections import namedtuple
     from pathlib import Path
 
-    from longdoc.config import parse_params
+    from longdoc.config.params import parse_params
     from longdoc.stages import baseline as run
 
     reg = run(parse_params(params), Path(corpus.path), Path(evaluation.path), git_commit, pipeline_run_id)
@@ -110,7 +110,7 @@ def gate(params: str, model_name: str, versions: list, baseline_version: str, co
     """
     from pathlib import Path
 
-    from longdoc.config import parse_params
+    from longdoc.config.params import parse_params
     from longdoc.stages import champion_without_bento
     from longdoc.stages import gate as run
 
@@ -132,7 +132,7 @@ def compare(params: str, model_name: str, run_ids: list, baseline_run_id: str, c
     import shutil
     from pathlib import Path
 
-    from longdoc.config import parse_params
+    from longdoc.config.params import parse_params
     from longdoc.stages import compare as run
 
     champion = run(parse_params(params), [*run_ids, baseline_run_id], Path(comparison.path), model_name)
@@ -144,7 +144,7 @@ def package(params: str, model_name: str) -> NamedTuple("Packaged", [("bento_tag
     """Package the task's champion (the pipeline runs this only when the gate promoted a new one)."""
     from collections import namedtuple
 
-    from longdoc.config import parse_params
+    from longdoc.config.params import parse_params
     from longdoc.stages import package as run
 
     packaged = run(parse_params(params), model_name)

@@ -19,7 +19,7 @@ locally none is applied (kfp's local runner would ignore them anyway).
 from kfp import dsl, kubernetes
 
 from components.factory import build_components
-from longdoc.config import ClusterParams, GpuParams
+from longdoc.config.params import ClusterParams, GpuParams
 
 
 def request_gpu(task: dsl.PipelineTask, gpu: GpuParams) -> dsl.PipelineTask:

@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from longdoc.config import Params
+from longdoc.config.params import Params
 from longdoc.data.dvc_source import is_reference
 from longdoc.errors import LongdocError
 from longdoc.lineage import git_commit

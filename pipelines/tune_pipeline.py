@@ -10,7 +10,7 @@ to the same experiment and their caches to the same volume.
 from kfp import dsl
 
 from components.factory import build_components
-from longdoc.config import ClusterParams, GpuParams
+from longdoc.config.params import ClusterParams, GpuParams
 from pipelines.longdoc_pipeline import on_training_node, use_data_secret, use_mlflow_secret
 
 

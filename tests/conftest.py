@@ -158,7 +158,7 @@ def promote_at_barrier(uri: str, name: str, version: str, data: str, ready, insi
     import mlflow
 
     from longdoc import promotion
-    from longdoc.config import GateParams
+    from longdoc.config.params import GateParams
 
     read_champion = promotion.current_champion
 

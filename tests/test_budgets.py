@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import yaml
 
-from longdoc.config import load_params
+from longdoc.config.params import load_params
 from longdoc.errors import LongdocError
 from longdoc.training import plan_budget
 from tests.conftest import BIN, ROOT, cli, set_args, train_command

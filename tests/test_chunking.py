@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from longdoc.chunking import Window, chunk_corpus, chunk_document, plan_windows, sentence_ends
-from longdoc.config import ChunkingParams
+from longdoc.config.params import ChunkingParams
 from longdoc.data.corpus import read_corpus
 from longdoc.models.encoder import load_tokenizer
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from longdoc.config import load_params
+from longdoc.config.params import load_params
 from longdoc.data.dvc_source import DvcReference, parse_reference
 from longdoc.errors import LongdocError
 from longdoc.stages import on_work_volume, work_folder

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from components.factory import build_components
-from longdoc.config import parse_params
+from longdoc.config.params import parse_params
 
 
 def _failed_step(component, root, capfd, **arguments) -> str:

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from longdoc.config import load_params, parse_params
+from longdoc.config.params import load_params, parse_params
 from longdoc.errors import LongdocError
 from longdoc.training import check_config
 from tests.conftest import ROOT

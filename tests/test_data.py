@@ -8,7 +8,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from longdoc.config import DataParams
+from longdoc.config.params import DataParams
 from longdoc.data.corpus import read_corpus, write_jsonl
 from longdoc.data.demo import DEMO_DVC_MD5
 from longdoc.data.splits import assign_splits, sample_per_label

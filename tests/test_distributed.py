@@ -115,7 +115,7 @@ def test_trainjob_runs_the_variant_under_torchrun_on_several_nodes(tmp_path):
 
 def test_trainjob_on_cpu_nodes_asks_for_no_gpu_and_refuses_a_bad_name():
     from longdoc.cluster import trainjob
-    from longdoc.config import load_params
+    from longdoc.config.params import load_params
 
     params = load_params(ROOT / "params.yaml", {"pipeline.gpu.count": 0, "train.nproc_per_node": 2})
     trainer = trainjob(params, "head", nodes=2)["spec"]["trainer"]

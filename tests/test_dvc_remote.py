@@ -15,7 +15,7 @@ import sys
 import pytest
 import yaml
 
-from longdoc.config import load_params
+from longdoc.config.params import load_params
 from longdoc.errors import LongdocError
 from tests.conftest import ROOT, cli
 

@@ -31,7 +31,7 @@ from hypothesis import strategies as st
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 
 from longdoc import audit
-from longdoc.config import GateParams
+from longdoc.config.params import GateParams
 from longdoc.errors import LongdocError
 from longdoc.lease import alias_lease, breaking_name, lease_name
 from longdoc.metrics import paired_difference
@@ -831,7 +831,7 @@ def test_a_promotion_by_a_user_with_a_very_long_name_finishes(store: Store) -> N
 
     name = store.model()
     version = store.answers(name, 10)
-    code = ("import sys, mlflow; from longdoc.promotion import promote; from longdoc.config import GateParams; "
+    code = ("import sys, mlflow; from longdoc.promotion import promote; from longdoc.config.params import GateParams; "
             "c = mlflow.MlflowClient(sys.argv[1], sys.argv[1]); "
             "promote(c, sys.argv[2], sys.argv[3], 'champion', 'hotfix', True, 'd1', GateParams())")
     done = subprocess.run([sys.executable, "-c", code, store.uri, name, version.version], capture_output=True,

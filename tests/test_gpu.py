@@ -28,7 +28,7 @@ SMALL = {"train.stage1": {"max_steps": 40, "batch_size": 16, "max_chunks": 16, "
 
 
 def _params(tmp: Path, **overrides):
-    from longdoc.config import load_params
+    from longdoc.config.params import load_params
 
     return load_params(ROOT / "params.yaml", {**SMALL, "train.cache_dir": str(tmp / "cache"), **overrides},
                        profile="gpu")

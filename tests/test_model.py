@@ -2,7 +2,7 @@
 
 import torch
 
-from longdoc.config import ChunkingParams
+from longdoc.config.params import ChunkingParams
 from longdoc.inference import Predictor
 from longdoc.models.base import VariantSettings
 from longdoc.models.batching import SpecialTokens, collate

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import requests
 
-from longdoc.config import load_params
+from longdoc.config.params import load_params
 from tests.conftest import BIN, ROOT, SMALL, cli, set_args, wait_ready
 
 pytestmark = pytest.mark.slow

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from longdoc.config import ChunkingParams, parse_params
+from longdoc.config.params import ChunkingParams, parse_params
 from longdoc.errors import LongdocError
 from longdoc.models.base import VariantSettings
 from longdoc.models.encoder import ChunkEncoder

@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from longdoc.config import DataParams
+from longdoc.config.params import DataParams
 from longdoc.data.corpus import read_corpus, write_jsonl
 from longdoc.data.splits import assign_splits, sample_per_label
 from longdoc.validation import apply_policy

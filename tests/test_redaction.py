@@ -21,7 +21,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from longdoc.config import load_params
+from longdoc.config.params import load_params
 from longdoc.errors import LongdocError
 from longdoc.tracking import FROM_ENVIRONMENT, check_tracking_uri, redact
 from tests.conftest import ROOT, cli, set_args

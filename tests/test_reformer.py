@@ -15,7 +15,7 @@ import pytest
 import requests
 import torch
 
-from longdoc.config import parse_params
+from longdoc.config.params import parse_params
 from longdoc.errors import LongdocError
 from longdoc.models.base import VariantSettings
 from tests.conftest import BIN, ROOT, cli, set_args, train_command, wait_ready
@@ -223,7 +223,7 @@ def test_bad_architecture_fails_before_any_compute(section, message):
 @pytest.mark.parametrize("max_tokens", [64, 100, 1000, 4096, 4097, 16384])
 def test_the_axial_grid_covers_exactly_the_padded_length(max_tokens):
     """Any max_tokens works: rounded up to the chunk lengths' multiple, then factored near its square root."""
-    from longdoc.config import ReformerParams
+    from longdoc.config.params import ReformerParams
     from longdoc.models.reformer import axial_shape, padded_length
 
     arch = ReformerParams(max_tokens=max_tokens, lsh_chunk_length=64, local_chunk_length=48)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from longdoc.config import load_params
+from longdoc.config.params import load_params
 from longdoc.promotion import audit_trail
 from tests.conftest import ROOT, cli, set_args
 

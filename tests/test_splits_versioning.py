@@ -20,7 +20,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from longdoc.config import DataParams
+from longdoc.config.params import DataParams
 from longdoc.data.splits import (
     SMALL_LABEL_DOCS,
     _ranked_splits,

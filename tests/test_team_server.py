@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import requests
 
-from longdoc.config import GateParams
+from longdoc.config.params import GateParams
 from longdoc.errors import LongdocError
 from longdoc.lease import LEASE_PREFIX
 from longdoc.registry import TAGGED_METRICS

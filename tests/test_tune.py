@@ -144,7 +144,7 @@ def test_the_workspace_follows_the_corpus_content_not_its_path(tmp_path, small_c
 
     import pandas as pd
 
-    from longdoc.config import load_params
+    from longdoc.config.params import load_params
     from longdoc.tuning.trial import Workspace
 
     corpus = tmp_path / "corpus.jsonl"

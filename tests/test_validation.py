@@ -10,7 +10,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from longdoc.config import DataParams
+from longdoc.config.params import DataParams
 from longdoc.data.corpus import read_corpus
 from longdoc.data.splits import assign_splits
 from longdoc.validation import (

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from longdoc.chunking import chunk_document
-from longdoc.config import ChunkingParams
+from longdoc.config.params import ChunkingParams
 from longdoc.inference import Predictor
 from longdoc.models import VARIANTS, variant_class
 from longdoc.models.base import VariantSettings
@@ -156,7 +156,7 @@ def test_longformer_accepts_4096_tokens(tokenizer):
 
 
 def test_odd_attention_window_is_refused():
-    from longdoc.config import parse_params
+    from longdoc.config.params import parse_params
     from longdoc.errors import LongdocError
 
     with pytest.raises(LongdocError, match="attention_window must be even"):

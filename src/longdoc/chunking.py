@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from longdoc.config import ChunkingParams
+from longdoc.config.params import ChunkingParams
 
 if TYPE_CHECKING:
     import pandas as pd

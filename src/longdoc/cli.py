@@ -47,7 +47,7 @@ OUT = Path("outputs")
 def _params(path: Path, overrides: list[str] | None, extra: dict | None = None):
     """params.yaml, with the profile named by ``--profile`` (or LONGDOC_PROFILE) laid over it, then --set,
     then ``extra`` (a command's own options, taken as typed rather than parsed as YAML)."""
-    from longdoc.config import load_params
+    from longdoc.config.params import load_params
 
     return load_params(path, {**_parse_sets(overrides), **(extra or {})}, os.environ.get(PROFILE_ENV) or None)
 
@@ -395,7 +395,7 @@ def tune(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 
 def _raw_params(path: Path, overrides: list[str] | None) -> dict:
     """The params mapping as :func:`_params` validates it (profile and --set applied), validated too."""
-    from longdoc.config import load_raw, parse_params
+    from longdoc.config.params import load_raw, parse_params
 
     raw = load_raw(path, _parse_sets(overrides), os.environ.get(PROFILE_ENV) or None)
     parse_params(raw)

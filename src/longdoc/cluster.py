@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from longdoc.config import Params, ddp_conflict
+from longdoc.config.params import Params, ddp_conflict
 from longdoc.errors import LongdocError
 
 TRAINJOB_API = "trainer.kubeflow.org/v1alpha1"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from longdoc.config import Params
+from longdoc.config.params import Params
 from longdoc.plots import robustness_png, sweep_png
 from longdoc.views import SWEEP, SWEEP_POSITIONS
 

@@ -21,7 +21,7 @@ from torch import nn
 from longdoc.errors import LongdocError
 
 if TYPE_CHECKING:
-    from longdoc.config import Params
+    from longdoc.config.params import Params
 
 
 class LossModule(nn.Module):

@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from longdoc.config import Params
+from longdoc.config.params import Params
 from longdoc.data.splits import sample_per_label
 from longdoc.errors import LongdocError
 from longdoc.metrics import (

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from longdoc.config import Params
+from longdoc.config.params import Params
 from longdoc.errors import LongdocError
 from longdoc.tracking import use_tracking
 

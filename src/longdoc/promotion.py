@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from longdoc import audit
-from longdoc.config import GateParams
+from longdoc.config.params import GateParams
 from longdoc.errors import LongdocError
 from longdoc.lease import alias_lease, check
 from longdoc.mlflow_direct import registry

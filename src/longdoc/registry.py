@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from longdoc.config import Params
+from longdoc.config.params import Params
 from longdoc.errors import LongdocError
 from longdoc.redaction import redact
 from longdoc.tracking import artifact_root, resolve_tracking_uri, use_tracking

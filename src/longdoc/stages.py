@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from longdoc.config import Params, ddp_conflict
+from longdoc.config.params import Params, ddp_conflict
 from longdoc.errors import LongdocError
 
 CORPUS_FILE = "corpus.parquet"

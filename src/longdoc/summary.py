@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from longdoc.config import Params
+from longdoc.config.params import Params
 from longdoc.tracking import redact, resolve_tracking_uri, use_tracking
 
 

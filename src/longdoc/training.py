@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from longdoc.chunking import Window
-from longdoc.config import NOT_SHAPING, Params, TrainParams
+from longdoc.config.params import NOT_SHAPING, Params, TrainParams
 from longdoc.distributed import Distributed
 from longdoc.errors import LongdocError
 from longdoc.metrics import classification_metrics
@@ -358,7 +358,7 @@ def train(chunk_dir: Path, params: Params, variant: str, out_dir: Path, resume: 
 def train_encoder(chunk_dir: Path, params: Params, out_dir: Path, resume: bool = True) -> dict:
     """Stage 1: fine-tune the encoder once (the chunk classifier), then encode every chunk of the corpus into
     the embedding cache under the fine-tuned encoder's hash, for stage 2 and for evaluation."""
-    from longdoc.config import STAGE1_VARIANT
+    from longdoc.config.params import STAGE1_VARIANT
     from longdoc.embedding_cache import attach, fill
 
     check_config(params, [STAGE1_VARIANT])

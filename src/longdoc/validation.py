@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from longdoc.config import DataParams
+from longdoc.config.params import DataParams
 from longdoc.data.corpus import text_fingerprint
 from longdoc.errors import LongdocError
 

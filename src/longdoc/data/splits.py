@@ -17,7 +17,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
-from longdoc.config import DataParams
+from longdoc.config.params import DataParams
 
 SMALL_LABEL_DOCS = 40
 

@@ -26,7 +26,7 @@ class VariantSettings:
     max_tokens: int = 4096  # input length of the whole-document variants (Longformer, Reformer)
     attention_window: int = 512  # Longformer sliding window
     hidden: int = 128  # size of the learned aggregators' hidden layers (per LSTM direction)
-    reformer: dict | None = None  # the Reformer's architecture (longdoc.config.ReformerParams); None: its defaults
+    reformer: dict | None = None  # the Reformer's architecture (config.params.ReformerParams); None: defaults
 
 
 class DocumentClassifier(nn.Module):

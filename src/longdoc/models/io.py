@@ -17,7 +17,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from longdoc.config import ChunkingParams
+from longdoc.config.params import ChunkingParams
 from longdoc.errors import LongdocError
 from longdoc.models import variant_class
 from longdoc.models.base import DocumentClassifier, VariantSettings

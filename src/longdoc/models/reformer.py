@@ -34,7 +34,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from longdoc.chunking import Window
-from longdoc.config import ReformerParams
+from longdoc.config.params import ReformerParams
 from longdoc.errors import LongdocError
 from longdoc.models.base import DocumentClassifier, VariantSettings
 from longdoc.models.batching import SegmentBatch

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from longdoc.config import NOT_SHAPING, Params, TrainParams
+from longdoc.config.params import NOT_SHAPING, Params, TrainParams
 from longdoc.errors import LongdocError
 
 DEFAULT_SPACE = "search_space.yaml"
@@ -270,7 +270,7 @@ def apply(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
     """A copy of the params mapping with sampled values laid over it (dotted keys)."""
     import copy
 
-    from longdoc.config import set_dotted
+    from longdoc.config.params import set_dotted
 
     out = copy.deepcopy(raw)
     for key, value in values.items():

@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from longdoc.config import parse_params
+from longdoc.config.params import parse_params
 from longdoc.errors import LongdocError
 from longdoc.redaction import redact
 from longdoc.tuning.space import SearchSpace, apply

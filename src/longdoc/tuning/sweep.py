@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from longdoc.config import Params, parse_params
+from longdoc.config.params import Params, parse_params
 from longdoc.tuning.space import SearchSpace, parse_space
 from longdoc.tuning.trial import Workspace
 

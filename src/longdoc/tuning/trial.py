@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from longdoc.config import STAGE1_VARIANT, Params
+from longdoc.config.params import STAGE1_VARIANT, Params
 from longdoc.errors import LongdocError
 
 Report = Callable[[int, float], bool]  # (step, value so far) -> prune?
