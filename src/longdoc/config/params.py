@@ -149,7 +149,7 @@ class TrainParams(_Section):
     @field_validator("variants")
     @classmethod
     def _known_variants(cls, names: list[str]) -> list[str]:
-        from longdoc.models import VARIANTS  # import strings only: no torch here
+        from longdoc.config.variants import VARIANTS  # import strings only: no torch here
 
         unknown = [n for n in names if n not in VARIANTS]
         if unknown:
@@ -161,7 +161,7 @@ class TrainParams(_Section):
     @model_validator(mode="after")
     def _overrides_are_valid(self) -> TrainParams:
         """Every override must be valid; one for a variant that is not run is simply unused."""
-        from longdoc.models import VARIANTS
+        from longdoc.config.variants import VARIANTS
 
         for name, override in self.overrides.items():
             if name not in VARIANTS:
