@@ -22,8 +22,8 @@ import tempfile
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
+from longdoc.config.dvc_reference import is_reference
 from longdoc.config.params import Params
-from longdoc.data.dvc_source import is_reference
 from longdoc.errors import LongdocError
 from longdoc.lineage import git_commit
 from longdoc.redaction import has_credential

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
+from longdoc.config.dvc_reference import DvcReference, parse_reference
 from longdoc.config.params import load_params
-from longdoc.data.dvc_source import DvcReference, parse_reference
 from longdoc.errors import LongdocError
 from longdoc.stages import on_work_volume, work_folder
 from longdoc.tracking import FROM_ENVIRONMENT, resolve_tracking_uri

@@ -208,7 +208,8 @@ def test_a_failed_pull_leaves_no_clone_with_its_token(tmp_path, monkeypatch):
     """DVC clones the repository into the temp folder with the token in .git/config; pull or no pull, it goes."""
     import tempfile
 
-    from longdoc.data.dvc_source import fetch, parse_reference
+    from longdoc.config.dvc_reference import parse_reference
+    from longdoc.data.dvc_source import fetch
 
     scratch = tmp_path / "tmp"
     scratch.mkdir()

@@ -23,7 +23,7 @@ class _Section(BaseModel):
 
 def _check_reference(corpus: str) -> str:
     """A ``dvc://`` corpus must parse (repository, rev, path) before any compute; a path is checked when read."""
-    from longdoc.data.dvc_source import is_reference, parse_reference
+    from longdoc.config.dvc_reference import is_reference, parse_reference
 
     if is_reference(corpus):
         try:
