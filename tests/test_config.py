@@ -4,7 +4,7 @@ import pytest
 
 from longdoc.config.params import load_params, parse_params
 from longdoc.errors import LongdocError
-from longdoc.training import check_config
+from longdoc.models.preflight import check_config
 from tests.conftest import ROOT
 
 

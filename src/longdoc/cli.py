@@ -339,7 +339,7 @@ def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     cfg = _params(params, set_)
     _project_root()
     from longdoc.config.dvc_reference import is_reference
-    from longdoc.training import check_config
+    from longdoc.models.preflight import check_config
 
     check_config(cfg)  # the params first, then what they point at
     if not is_reference(cfg.data.corpus) and not Path(cfg.data.corpus).exists():

@@ -32,8 +32,9 @@ from longdoc.metrics import classification_metrics
 from longdoc.models import variant_class
 from longdoc.models.base import DocumentClassifier, VariantSettings
 from longdoc.models.batching import SpecialTokens, collate
-from longdoc.models.encoder import load_encoder_config, load_tokenizer
+from longdoc.models.encoder import load_tokenizer
 from longdoc.models.io import ModelCard, build_classifier, load_classifier, save_classifier
+from longdoc.models.preflight import check_config
 from longdoc.precision import autocast
 
 STATE_FILE = "trainer_state.pt"
@@ -177,17 +178,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def check_config(params: Params, variants: list[str] | None = None) -> None:
-    """Fail on a bad configuration before loading weights or data."""
-    for name in variants or params.train.variants:
-        variant_class(name)
-    config = load_encoder_config(params.encoder.name_or_path)
-    positions = int(getattr(config, "max_position_embeddings", 0))
-    if positions and params.chunking.chunk_tokens + 2 > positions:
-        raise LongdocError(f"chunking.chunk_tokens={params.chunking.chunk_tokens} (+2 special tokens) exceeds "
-                           f"the encoder's {positions} positions; use at most {positions - 2}")
 
 
 def variant_settings(params: Params, cfg: TrainParams, n_labels: int, variant: str = "") -> VariantSettings:

@@ -182,7 +182,7 @@ class _Reporter:
 
 def check_trial_params(params: Params) -> None:
     """Refuse what a trial cannot run, before any compute (the training stage's own check, then ours)."""
-    from longdoc.training import check_config
+    from longdoc.models.preflight import check_config
 
     check_config(params)
     many = [v for v in params.train.variants if params.train.for_variant(v).nproc_per_node > 1]
