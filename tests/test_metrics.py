@@ -15,11 +15,10 @@ from longdoc.metrics import (
     classification_metrics,
     confusion,
     expected_calibration_error,
-    fit_temperature,
     macro_f1_indices,
     paired_difference,
-    with_temperature,
 )
+from longdoc.models.calibration import fit_temperature, with_temperature
 
 
 def _predictions(n: int, accuracy: float, seed: int, labels: int = 5) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from longdoc.inference import Prediction
-from longdoc.metrics import with_temperature
+from longdoc.models.calibration import with_temperature
 
 BASELINE_NAME = "tfidf_logreg"
 PIPELINE_FILE = "baseline.joblib"

@@ -26,10 +26,9 @@ from longdoc.metrics import (
     classification_metrics,
     confusion,
     expected_calibration_error,
-    fit_temperature,
     paired_difference,
-    with_temperature,
 )
+from longdoc.models.calibration import fit_temperature, with_temperature
 from longdoc.plots import confusion_png, sweep_png
 from longdoc.views import SWEEP, SWEEP_POSITIONS, UNIT_KINDS, VIEWS, units
 
