@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from longdoc.inference import Prediction
 from longdoc.models.calibration import with_temperature
+from longdoc.models.prediction import Prediction
 
 BASELINE_NAME = "tfidf_logreg"
 PIPELINE_FILE = "baseline.joblib"
@@ -100,13 +99,3 @@ class BaselinePredictor:
 
 def is_baseline_dir(model_dir: str | Path) -> bool:
     return (Path(model_dir) / PIPELINE_FILE).is_file()
-
-
-def train_and_evaluate(corpus: pd.DataFrame, params, out_dir: Path) -> dict:
-    """Fit on the train split, save to ``out_dir/model``, calibrate and evaluate like every variant."""
-    from longdoc.evaluation import evaluate
-
-    train = corpus[corpus["split"] == "train"]
-    model = BaselinePredictor.fit(train["text"].tolist(), train["label"].tolist(), params.data.seed)
-    model.save(out_dir / "model")
-    return evaluate(model, BASELINE_NAME, corpus, params, out_dir / "evaluation")

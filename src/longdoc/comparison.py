@@ -2,7 +2,7 @@
 
 Like Table 1 of the inverted-patents paper, with the inverted and shuffled gaps, calibration and
 evaluation speed in the same row. Read back from MLflow so it shows exactly what was logged; written
-as markdown, CSV and PNGs, and logged to MLflow as its own run.
+as markdown, CSV and PNGs; the compare stage logs them to MLflow as a run of their own.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from longdoc.config.params import Params
 from longdoc.plots import robustness_png, sweep_png
 from longdoc.views import SWEEP, SWEEP_POSITIONS
+
+COMPARISON_FILES = ("comparison.md", "comparison.csv", "robustness.png", "position_sweep.png")  # what compare writes
 
 COLUMNS = {
     "normal_accuracy": "accuracy", "normal_accuracy_lo": "accuracy lo", "normal_accuracy_hi": "accuracy hi",
@@ -56,21 +57,13 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body]) + "\n"
 
 
-def compare(params: Params, run_ids: list[str], out_dir: Path) -> pd.DataFrame:
-    """Write comparison.md/.csv and the robustness plots; log them to MLflow as a 'comparison' run."""
-    from longdoc.tracking import resolve_tracking_uri, use_tracking
-
-    mlflow = use_tracking(resolve_tracking_uri(params.registry.tracking_uri))
-    frame = comparison_frame(mlflow.MlflowClient(), run_ids)
+def compare(client, run_ids: list[str], out_dir: Path) -> pd.DataFrame:
+    """Write comparison.md/.csv and the robustness plots into ``out_dir`` (``client``: an MlflowClient)."""
+    frame = comparison_frame(client, run_ids)
     out_dir.mkdir(parents=True, exist_ok=True)
     frame.to_csv(out_dir / "comparison.csv", index=False)
     (out_dir / "comparison.md").write_text(to_markdown(frame))
     robustness_png(frame, out_dir / "robustness.png")
     sweep_png({r["variant"]: [r[f"sweep {v[-3:].lstrip('0') or '0'}%"] for v in SWEEP] for _, r in frame.iterrows()},
               SWEEP_POSITIONS, "accuracy by position of the first paragraph", out_dir / "position_sweep.png")
-    experiment = mlflow.get_experiment_by_name(params.registry.experiment)
-    with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="comparison"):
-        mlflow.set_tags({"kind": "comparison", "runs": ",".join(run_ids)})
-        for name in ("comparison.md", "comparison.csv", "robustness.png", "position_sweep.png"):
-            mlflow.log_artifact(str(out_dir / name))
     return frame

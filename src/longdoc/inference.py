@@ -7,7 +7,6 @@ classifies a text the same way wherever it runs.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +15,8 @@ import torch
 from longdoc.chunking import chunk_document
 from longdoc.models.batching import SpecialTokens, collate
 from longdoc.models.io import load_classifier
+from longdoc.models.prediction import Prediction
 from longdoc.precision import autocast
-
-
-@dataclass
-class Prediction:
-    label: str
-    probabilities: dict[str, float]
-    n_chunks: int
 
 
 class Predictor:

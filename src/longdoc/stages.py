@@ -248,12 +248,16 @@ def register(params: Params, train_dir: Path, eval_dir: Path, corpus_dir: Path, 
 
 def baseline(params: Params, corpus_dir: Path, out_dir: Path, git_commit: str, pipeline_run_id: str = "local"):
     """Fit, calibrate and evaluate the TF-IDF baseline and register it as a candidate like any variant."""
-    from longdoc.baseline import BASELINE_NAME, train_and_evaluate
+    from longdoc.baseline import BASELINE_NAME, BaselinePredictor
+    from longdoc.evaluation import evaluate as run_evaluate
     from longdoc.registry import register as run_register
 
     corpus = read_validated(corpus_dir)
-    train_and_evaluate(corpus, params, out_dir)
-    labels = sorted(corpus.loc[corpus["split"] == "train", "label"].unique())
+    train = corpus[corpus["split"] == "train"]
+    model = BaselinePredictor.fit(train["text"].tolist(), train["label"].tolist(), params.data.seed)
+    model.save(out_dir / "model")
+    run_evaluate(model, BASELINE_NAME, corpus, params, out_dir / "evaluation")  # calibrated like every variant
+    labels = sorted(train["label"].unique())
     with _server(params, f"registering {BASELINE_NAME}"):
         return run_register(params, out_dir / "model", out_dir / "evaluation", BASELINE_NAME, labels,
                             _lineage(corpus_dir, git_commit, pipeline_run_id), kind="baseline")
@@ -281,15 +285,22 @@ def current_data(params: Params, out_dir: Path) -> tuple[str, pd.DataFrame]:
 
 
 def compare(params: Params, run_ids: list[str], out_dir: Path, model_name: str) -> str:
-    """The comparison table; returns the task's current champion version ("" when none)."""
+    """The comparison table, logged as a 'comparison' run; returns the task's champion version ("" when none)."""
+    from longdoc.comparison import COMPARISON_FILES
     from longdoc.comparison import compare as run_compare
     from longdoc.promotion import current_champion
-    from longdoc.tracking import use_tracking
+    from longdoc.tracking import resolve_tracking_uri, use_tracking
 
+    mlflow = use_tracking(resolve_tracking_uri(params.registry.tracking_uri))
+    client = mlflow.MlflowClient()
     with _server(params, "comparing the run's candidates"):
-        frame = run_compare(params, run_ids, out_dir)
+        frame = run_compare(client, run_ids, out_dir)
+        experiment = mlflow.get_experiment_by_name(params.registry.experiment)
+        with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="comparison"):
+            mlflow.set_tags({"kind": "comparison", "runs": ",".join(run_ids)})
+            for name in COMPARISON_FILES:
+                mlflow.log_artifact(str(out_dir / name))
         print(frame.drop(columns=["run_id"]).to_string(index=False))
-        client = use_tracking(params.registry.tracking_uri).MlflowClient()
         champion = current_champion(client, model_name, params.registry.champion_alias)
     return str(champion.version) if champion is not None else ""
 
