@@ -16,8 +16,8 @@ AGGREGATORS = ("mean_pool", "max_pool", "cat", "rnn", "attention", "hierarchical
 
 
 def run(texts_frame: pd.DataFrame, work: Path, tiny: bool) -> dict:
-    from longdoc.chunking import chunk_corpus
     from longdoc.config.params import parse_params
+    from longdoc.data.chunking import chunk_corpus
     from longdoc.data.splits import assign_splits
     from longdoc.models.encoder import load_tokenizer
     from longdoc.training import train

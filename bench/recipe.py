@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 
 from bench.common import timed
-from longdoc.chunking import chunk_document
 from longdoc.config.params import ChunkingParams
+from longdoc.data.chunking import chunk_document
 from longdoc.models.batching import SpecialTokens, collate
 from longdoc.models.encoder import ChunkEncoder
 

@@ -37,8 +37,8 @@ def bench_recipe(texts, tokenizer, tiny: bool) -> dict:
 
 def bench_hardware(texts, tokenizer, tiny: bool) -> dict:
     from bench import hardware
-    from longdoc.chunking import chunk_document
     from longdoc.config.params import ChunkingParams
+    from longdoc.data.chunking import chunk_document
     from longdoc.models.batching import SpecialTokens, collate
     from longdoc.models.encoder import ChunkEncoder
 
@@ -157,8 +157,8 @@ def bench_training(corpus_path: Path, tiny: bool) -> dict:
     """Training tokens/s per variant over a fixed number of steps (the real loop, CPU demo settings)."""
     import tempfile
 
-    from longdoc.chunking import chunk_corpus
     from longdoc.config.params import parse_params
+    from longdoc.data.chunking import chunk_corpus
     from longdoc.data.demo import load_bbc
     from longdoc.data.splits import assign_splits, sample_per_label
     from longdoc.models.encoder import load_tokenizer

@@ -54,7 +54,7 @@ def build(method: str, max_tokens: int, window: int, encoder: str = ENCODER):
 def _windows(n_tokens: int):
     import numpy as np
 
-    from longdoc.chunking import plan_windows
+    from longdoc.data.chunking import plan_windows
 
     return plan_windows(n_tokens, np.zeros(n_tokens, dtype=bool), CHUNKING)
 

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from longdoc.chunking import Window, chunk_corpus, chunk_document, plan_windows, sentence_ends
 from longdoc.config.params import ChunkingParams
+from longdoc.data.chunking import Window, chunk_corpus, chunk_document, plan_windows, sentence_ends
 from longdoc.data.corpus import read_corpus
 from longdoc.models.encoder import load_tokenizer
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from longdoc.chunking import chunk_document
 from longdoc.config.params import ChunkingParams
+from longdoc.data.chunking import chunk_document
 from longdoc.inference import Predictor
 from longdoc.models import VARIANTS, variant_class
 from longdoc.models.base import VariantSettings

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from longdoc.chunking import chunk_document
+from longdoc.data.chunking import chunk_document
 from longdoc.models.batching import SpecialTokens, collate
 from longdoc.models.io import load_classifier
 from longdoc.models.prediction import Prediction

@@ -84,7 +84,7 @@ def data_version(corpus_dir: Path) -> str:
 def chunk(params: Params, corpus_dir: Path, out_dir: Path) -> dict:
     """Chunk the validated corpus; the stats carry its data version, which training fingerprints its checkpoints
     with (a checkpoint of other documents at the same path is never resumed)."""
-    from longdoc.chunking import chunk_corpus
+    from longdoc.data.chunking import chunk_corpus
     from longdoc.data.versioning import corpus_version
     from longdoc.models.encoder import load_tokenizer
 

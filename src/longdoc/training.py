@@ -1,6 +1,6 @@
 """One training loop for every variant.
 
-Reads the chunk tables written by :mod:`longdoc.chunking`, fine-tunes a variant with AdamW, linear
+Reads the chunk tables written by :mod:`longdoc.data.chunking`, fine-tunes a variant with AdamW, linear
 warmup/decay, gradient accumulation and clipping, keeps the weights with the best validation
 macro-F1 and stops early when it stops improving. On CUDA it trains under bf16 autocast and runs
 unchanged under ``torchrun`` (DDP); on CPU it is seeded and deterministic. Every
@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from longdoc.chunking import Window
 from longdoc.config.params import NOT_SHAPING, Params, TrainParams
+from longdoc.data.chunking import Window
 from longdoc.distributed import Distributed
 from longdoc.errors import LongdocError
 from longdoc.metrics import classification_metrics

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from longdoc.chunking import Window
+from longdoc.data.chunking import Window
 from longdoc.models.batching import SegmentBatch
 from longdoc.models.encoder import ChunkEncoder
 from longdoc.models.segments import select_windows

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from longdoc.chunking import Window
+from longdoc.data.chunking import Window
 from longdoc.errors import LongdocError
 from longdoc.models.base import DocumentClassifier, VariantSettings
 from longdoc.models.batching import SegmentBatch

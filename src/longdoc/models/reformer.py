@@ -33,8 +33,8 @@ import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
-from longdoc.chunking import Window
 from longdoc.config.params import ReformerParams
+from longdoc.data.chunking import Window
 from longdoc.errors import LongdocError
 from longdoc.models.base import DocumentClassifier, VariantSettings
 from longdoc.models.batching import SegmentBatch

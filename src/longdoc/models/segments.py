@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from longdoc.chunking import Window
+from longdoc.data.chunking import Window
 
 
 def select_windows(windows: list[Window], max_chunks: int) -> list[Window]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from longdoc.chunking import Window
+from longdoc.data.chunking import Window
 from longdoc.models.base import DocumentClassifier, VariantSettings
 from longdoc.models.batching import SegmentBatch
 from longdoc.models.encoder import ChunkEncoder
