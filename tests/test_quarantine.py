@@ -12,7 +12,7 @@ import pytest
 from longdoc.config.params import DataParams
 from longdoc.data.corpus import read_corpus, write_jsonl
 from longdoc.data.splits import assign_splits, sample_per_label
-from longdoc.validation import apply_policy
+from longdoc.data.validation import apply_policy
 from tests.conftest import cli, set_args
 
 WIDE = {"COLUMNS": "200"}  # rich wraps table cells at the terminal width

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from longdoc.config.params import DataParams
 from longdoc.data.corpus import read_corpus
 from longdoc.data.splits import assign_splits
-from longdoc.validation import (
+from longdoc.data.validation import (
     MAX_IDS_IN_REPORT,
     ExpectationOutcome,
     PolicyError,

@@ -110,7 +110,7 @@ def _preview_policy(frame, cfg) -> None:
     """Say before writing what the run's validation would do, so a bad document surfaces at import, not
     minutes into a run. Informational only: the import itself refuses unreadable files alone."""
     from longdoc.data.splits import slice_and_split
-    from longdoc.validation import plan_policy
+    from longdoc.data.validation import plan_policy
 
     data = cfg.data
     plan = plan_policy(slice_and_split(frame, data), data)
@@ -140,7 +140,7 @@ def _invalid_table(invalid):
     from rich.table import Table
     from rich.text import Text
 
-    from longdoc.validation import document_name
+    from longdoc.data.validation import document_name
 
     table = Table("id", "reason")
     table.columns[0].no_wrap = True

@@ -41,8 +41,8 @@ def validate(params: Params, corpus_path: str | Path, out_dir: Path) -> dict:
 def _validate_file(params: Params, corpus_path: Path, out_dir: Path) -> dict:
     from longdoc.data.corpus import read_corpus
     from longdoc.data.splits import slice_and_split
+    from longdoc.data.validation import PolicyError, apply_policy
     from longdoc.data.versioning import corpus_version, file_sha256
-    from longdoc.validation import PolicyError, apply_policy
 
     frame = slice_and_split(read_corpus(corpus_path), params.data)
     out_dir.mkdir(parents=True, exist_ok=True)
