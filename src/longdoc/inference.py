@@ -130,7 +130,7 @@ def load_predictor(model_dir: str | Path, device: str = "cpu"):
     Both answer ``predict``, ``predict_proba``, ``explain`` and carry ``labels``, ``card`` and
     ``temperature``, so evaluation, the MLflow model and the service treat them alike.
     """
-    from longdoc.baseline import BaselinePredictor, is_baseline_dir
+    from longdoc.models.baseline import BaselinePredictor, is_baseline_dir
 
     if is_baseline_dir(model_dir):
         return BaselinePredictor.load(model_dir)

@@ -248,8 +248,8 @@ def register(params: Params, train_dir: Path, eval_dir: Path, corpus_dir: Path, 
 
 def baseline(params: Params, corpus_dir: Path, out_dir: Path, git_commit: str, pipeline_run_id: str = "local"):
     """Fit, calibrate and evaluate the TF-IDF baseline and register it as a candidate like any variant."""
-    from longdoc.baseline import BASELINE_NAME, BaselinePredictor
     from longdoc.evaluation import evaluate as run_evaluate
+    from longdoc.models.baseline import BASELINE_NAME, BaselinePredictor
     from longdoc.registry import register as run_register
 
     corpus = read_validated(corpus_dir)
