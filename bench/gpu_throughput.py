@@ -6,7 +6,7 @@ cost table, measured rather than derived.
 DIR holds ``v/`` and ``c/`` as written by ``longdoc --profile gpu validate`` and ``chunk``, so the GPU machine
 needs neither the validation suite nor the registry. Three rates: the stage-1 fine-tune (document passes per
 second, forward+backward in bf16), encoding the embedding cache (chunk vectors per second, forward), and
-inference through the served code path (:class:`longdoc.inference.Predictor`, documents per second).
+inference through the served code path (:class:`longdoc.models.inference.Predictor`, documents per second).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def stage1_rates(data: Path, steps: int, work: Path) -> dict:
 def inference_rates(data: Path, model_dir: Path, batch_sizes: tuple[int, ...]) -> dict:
     import torch
 
-    from longdoc.inference import Predictor
+    from longdoc.models.inference import Predictor
     from longdoc.stages import read_validated
 
     texts = read_validated(data / "v")["text"].tolist()

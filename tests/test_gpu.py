@@ -68,7 +68,7 @@ def test_stage1_fine_tunes_the_encoder_in_bf16_on_the_gpu(stage1):
 @pytest.mark.parametrize("variant", ["attention", "rnn", "hierarchical"])
 def test_an_aggregator_trains_on_cached_gpu_vectors_and_bf16_inference_agrees_with_fp32(stage1, data, variant):
     """The LSTM-based heads too: cuDNN packs their weights into one buffer, which saving must handle."""
-    from longdoc.inference import Predictor
+    from longdoc.models.inference import Predictor
     from longdoc.stages import read_validated, train
 
     tmp, _ = stage1

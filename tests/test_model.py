@@ -3,10 +3,10 @@
 import torch
 
 from longdoc.config.params import ChunkingParams
-from longdoc.inference import Predictor
 from longdoc.models.base import VariantSettings
 from longdoc.models.batching import SpecialTokens, collate
 from longdoc.models.encoder import ChunkEncoder
+from longdoc.models.inference import Predictor
 from longdoc.models.io import ModelCard, build_classifier, save_classifier
 from longdoc.views import inverted
 

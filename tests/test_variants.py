@@ -5,10 +5,10 @@ import torch
 
 from longdoc.config.params import ChunkingParams
 from longdoc.data.chunking import chunk_document
-from longdoc.inference import Predictor
 from longdoc.models import VARIANTS, variant_class
 from longdoc.models.base import VariantSettings
 from longdoc.models.batching import SpecialTokens, collate
+from longdoc.models.inference import Predictor
 from longdoc.models.io import ModelCard, build_classifier, save_classifier
 
 CHUNKING = ChunkingParams(chunk_tokens=24, overlap=4, sentence_slack=8)

@@ -1,6 +1,6 @@
 """Test-split evaluation: accuracy, F1, calibration, robustness views and speed, for any classifier.
 
-Transformer variants are evaluated through :class:`longdoc.inference.Predictor` on raw text, the
+Transformer variants are evaluated through :class:`longdoc.models.inference.Predictor` on raw text, the
 same path the MLflow model and the service use, so the figures describe the model that is served;
 the TF-IDF baseline goes through the same function, so the comparison is like for like.
 """
@@ -174,7 +174,7 @@ def _evaluate(model: TextClassifier, name: str, corpus: pd.DataFrame, params: Pa
 def evaluate_model(model_dir: Path, corpus: pd.DataFrame, params: Params, out_dir: Path) -> dict:
     import torch
 
-    from longdoc.inference import load_predictor
+    from longdoc.models.inference import load_predictor
 
     # on the GPU when there is one (bf16, as serving on a GPU would be); it was always the CPU, which took
     # minutes per view at the GPU profile's 16 windows of 510 tokens (seen on an H200)

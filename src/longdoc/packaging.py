@@ -2,7 +2,7 @@
 
 The service definition lives in ``serving/``; this module only moves the model and runs the build,
 so serving code never copies training code: the Bento's model is the MLflow pyfunc, which calls
-:mod:`longdoc.inference`.
+:mod:`longdoc.models.inference`.
 """
 
 from __future__ import annotations

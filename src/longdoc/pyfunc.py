@@ -1,7 +1,7 @@
 """The MLflow model: raw text in, label and class probabilities out.
 
 The model folder written by training travels as the pyfunc's artifact, and prediction is delegated
-to :class:`longdoc.inference.Predictor`, so chunking and aggregation are inside the logged model.
+to :class:`longdoc.models.inference.Predictor`, so chunking and aggregation are inside the logged model.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class LongdocModel(mlflow.pyfunc.PythonModel):
         import json
         from pathlib import Path
 
-        from longdoc.inference import load_predictor
+        from longdoc.models.inference import load_predictor
 
         self.predictor = load_predictor(context.artifacts["model"])
         calibration = context.artifacts.get("calibration")

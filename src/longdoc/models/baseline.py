@@ -4,7 +4,7 @@ It reads the whole document as a bag of words, so it is blind to paragraph order
 shuffled gaps are zero by construction, which makes it the floor for robustness and the bar for
 accuracy. It is a candidate like any variant: registered as an MLflow model that takes raw text,
 gated, and packaged and served when it wins. :class:`BaselinePredictor` answers the same calls as
-:class:`longdoc.inference.Predictor`, so evaluation, the MLflow model and the service need no
+:class:`longdoc.models.inference.Predictor`, so evaluation, the MLflow model and the service need no
 special case.
 """
 
