@@ -7,8 +7,8 @@ import subprocess
 import pytest
 import torch
 
-from longdoc.embedding_cache import VectorStore, encoder_fingerprint, segment_key
 from longdoc.models.batching import SpecialTokens, collate
+from longdoc.models.embedding_cache import VectorStore, encoder_fingerprint, segment_key
 from longdoc.models.encoder import ChunkEncoder
 from longdoc.models.io import load_classifier
 from tests.conftest import BIN, ROOT, set_args

@@ -349,7 +349,7 @@ def train_encoder(chunk_dir: Path, params: Params, out_dir: Path, resume: bool =
     """Stage 1: fine-tune the encoder once (the chunk classifier), then encode every chunk of the corpus into
     the embedding cache under the fine-tuned encoder's hash, for stage 2 and for evaluation."""
     from longdoc.config.params import STAGE1_VARIANT
-    from longdoc.embedding_cache import attach, fill
+    from longdoc.models.embedding_cache import attach, fill
 
     check_config(params, [STAGE1_VARIANT])
     summary = _train(chunk_dir, params, STAGE1_VARIANT, params.train.for_stage1(), out_dir, resume, None)
@@ -389,7 +389,7 @@ def _start(variant: str, params: Params, settings: VariantSettings, encoder_from
     if encoder_from is None:
         return cls.pretrained_encoder(params.encoder.name_or_path, params.encoder.pooling, settings), None, "pretrained"
     stage1, _, _ = load_classifier(encoder_from / "model")
-    from longdoc.embedding_cache import encoder_fingerprint
+    from longdoc.models.embedding_cache import encoder_fingerprint
 
     return cls.encoder_from(stage1.encoder, settings), stage1, f"stage1:{encoder_fingerprint(stage1.encoder)}"
 
@@ -601,7 +601,7 @@ def learning_check(val_docs: list[Doc], state: LoopState, labels: list[str]) -> 
 
 def _embedding_cache(model: DocumentClassifier, root: Path):
     """Freeze the encoder and serve its chunk vectors from the store (filled by stage 1, or on first use)."""
-    from longdoc.embedding_cache import attach
+    from longdoc.models.embedding_cache import attach
 
     model.encoder.requires_grad_(False)
     return attach(model.encoder, root)

@@ -109,7 +109,7 @@ class VectorAggregator(ChunkedClassifier):
     """Learned aggregators: a trainable head over the chunk vectors.
 
     With the encoder frozen (stage 2 of two-stage training) only ``head`` trains, on chunk vectors
-    the encoder serves from :mod:`longdoc.embedding_cache` instead of recomputing them.
+    the encoder serves from :mod:`longdoc.models.embedding_cache` instead of recomputing them.
     """
 
     def forward(self, batch: SegmentBatch) -> torch.Tensor:

@@ -50,14 +50,14 @@ class ChunkEncoder(nn.Module):
 
     It counts the tokens it processes (forward, and forward with gradients: the training cost in
     one unit for every family), and when frozen it can take its vectors from a
-    :class:`longdoc.embedding_cache.VectorStore` instead of recomputing them.
+    :class:`longdoc.models.embedding_cache.VectorStore` instead of recomputing them.
     """
 
     def __init__(self, backbone: nn.Module, pooling: str = "mean") -> None:
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
-        self.store = None  # set by longdoc.embedding_cache.attach
+        self.store = None  # set by longdoc.models.embedding_cache.attach
         self.tokens_forward = 0
         self.tokens_backward = 0
 

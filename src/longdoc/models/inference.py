@@ -40,7 +40,7 @@ class Predictor:
     def vector_cache(self, root: Path | None):
         """Within the block, chunk vectors come from (and go to) the embedding cache under ``root``, keyed by
         this model's encoder weights; None computes every vector (what a speed figure must measure)."""
-        from longdoc.embedding_cache import attach
+        from longdoc.models.embedding_cache import attach
 
         encoder = getattr(self.model, "encoder", None)
         if encoder is None or not hasattr(encoder, "store"):
