@@ -31,7 +31,7 @@ from longdoc.models import variant_class
 from longdoc.models.base import VariantSettings
 from longdoc.models.batching import SpecialTokens, collate
 from longdoc.models.io import ModelCard, build_classifier
-from longdoc.precision import autocast
+from longdoc.models.precision import autocast
 
 CHUNKING = ChunkingParams(chunk_tokens=126, overlap=16, sentence_slack=0)
 METHODS = {"head": {}, "chunk_mean": {}, "attention": {"grad_chunks": "first_and_attended"}, "longformer": {},

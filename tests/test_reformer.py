@@ -319,7 +319,7 @@ def test_training_steps_are_reproducible_from_the_seed(tokenizer):
 
 
 def test_bf16_autocast_trains_and_predicts_like_fp32(tokenizer):
-    """The CUDA path runs under bf16 autocast (longdoc.precision); the same autocast on CPU catches dtype breaks."""
+    """The CUDA path runs under bf16 autocast (models.precision); the same autocast on CPU catches dtype breaks."""
     from tests.test_variants import TARGET
 
     model, batch = _two_layer_model_and_batch(tokenizer, dropout=0.0)

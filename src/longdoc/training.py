@@ -34,8 +34,8 @@ from longdoc.models.base import DocumentClassifier, VariantSettings
 from longdoc.models.batching import SpecialTokens, collate
 from longdoc.models.encoder import load_tokenizer
 from longdoc.models.io import ModelCard, build_classifier, load_classifier, save_classifier
+from longdoc.models.precision import autocast
 from longdoc.models.preflight import check_config
-from longdoc.precision import autocast
 
 STATE_FILE = "trainer_state.pt"
 CHECKPOINT_META = "checkpoint.json"

@@ -15,8 +15,8 @@ import torch
 from longdoc.data.chunking import chunk_document
 from longdoc.models.batching import SpecialTokens, collate
 from longdoc.models.io import load_classifier
+from longdoc.models.precision import autocast
 from longdoc.models.prediction import Prediction
-from longdoc.precision import autocast
 
 
 class Predictor:
