@@ -209,7 +209,7 @@ def _read_summary(out_dir: Path) -> dict:
 
 
 def evaluate(params: Params, model_dir: Path, corpus_dir: Path, out_dir: Path) -> dict:
-    from longdoc.evaluation import evaluate_model
+    from longdoc.evaluation.evaluate import evaluate_model
 
     return evaluate_model(model_dir, read_validated(corpus_dir), params, out_dir)
 
@@ -248,7 +248,7 @@ def register(params: Params, train_dir: Path, eval_dir: Path, corpus_dir: Path, 
 
 def baseline(params: Params, corpus_dir: Path, out_dir: Path, git_commit: str, pipeline_run_id: str = "local"):
     """Fit, calibrate and evaluate the TF-IDF baseline and register it as a candidate like any variant."""
-    from longdoc.evaluation import evaluate as run_evaluate
+    from longdoc.evaluation.evaluate import evaluate as run_evaluate
     from longdoc.models.baseline import BASELINE_NAME, BaselinePredictor
     from longdoc.registry import register as run_register
 
