@@ -92,7 +92,7 @@ def bench_quantization(corpus_path: Path, tiny: bool) -> dict:
     from longdoc.config.params import load_params
     from longdoc.data.demo import load_bbc
     from longdoc.data.splits import sample_per_label, slice_and_split
-    from longdoc.metrics import classification_metrics
+    from longdoc.evaluation.metrics import classification_metrics
     from longdoc.models.inference import Predictor
     from longdoc.tracking import resolve_tracking_uri, use_tracking
 

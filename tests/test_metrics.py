@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from sklearn.metrics import f1_score
 
-from longdoc.metrics import (
+from longdoc.evaluation.metrics import (
     _resamples,
     bootstrap_interval,
     classification_metrics,

@@ -42,7 +42,7 @@ def read_results() -> dict[str, str]:
 
 
 def module_of(mutant: str) -> str:
-    """``longdoc.metrics.x_macro_f1__mutmut_3`` -> ``longdoc.metrics`` (methods: ``xǁClassǁname``)."""
+    """``longdoc.x.metrics.x_f1__mutmut_3`` -> ``longdoc.x.metrics`` (methods: ``xǁClassǁname``)."""
     return re.split(r"\.x[_ǁ]", mutant, maxsplit=1)[0]
 
 

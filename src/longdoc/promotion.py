@@ -170,7 +170,7 @@ def difference(client, name: str, a, b, corpus: pd.DataFrame | None = None, resc
     ``rescore`` says its logged answers are not comparable (it was evaluated on other data: the same
     ids may hold other texts or labels).
     """
-    from longdoc.metrics import paired_difference
+    from longdoc.evaluation.metrics import paired_difference
 
     pa = _predictions(client, a)
     pb = None if rescore else _predictions(client, b)

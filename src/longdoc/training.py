@@ -28,7 +28,7 @@ from longdoc.config.params import NOT_SHAPING, Params, TrainParams
 from longdoc.data.chunking import Window
 from longdoc.distributed import Distributed
 from longdoc.errors import LongdocError
-from longdoc.metrics import classification_metrics
+from longdoc.evaluation.metrics import classification_metrics
 from longdoc.models import variant_class
 from longdoc.models.base import DocumentClassifier, VariantSettings
 from longdoc.models.batching import SpecialTokens, collate
@@ -578,7 +578,7 @@ def learning_check(val_docs: list[Doc], state: LoopState, labels: list[str]) -> 
     """Did the model learn anything? Its validation macro-F1, by the lower end of its bootstrap interval,
     must be above that of always answering the majority class; a loss that stayed at ln(number of
     labels) is named with the settings to change."""
-    from longdoc.metrics import bootstrap_interval, macro_f1_indices
+    from longdoc.evaluation.metrics import bootstrap_interval, macro_f1_indices
 
     if not val_docs or len(state.best_preds) != len(val_docs):
         return False, ""

@@ -21,7 +21,7 @@ import pandas as pd
 from longdoc.config.params import Params
 from longdoc.data.splits import sample_per_label
 from longdoc.errors import LongdocError
-from longdoc.metrics import (
+from longdoc.evaluation.metrics import (
     bootstrap_interval,
     classification_metrics,
     confusion,
