@@ -3,12 +3,12 @@
 import torch
 
 from longdoc.config.params import ChunkingParams
+from longdoc.evaluation.views import inverted
 from longdoc.models.base import VariantSettings
 from longdoc.models.batching import SpecialTokens, collate
 from longdoc.models.encoder import ChunkEncoder
 from longdoc.models.inference import Predictor
 from longdoc.models.io import ModelCard, build_classifier, save_classifier
-from longdoc.views import inverted
 
 LABELS = ["business", "sports"]
 

@@ -484,7 +484,7 @@ def test_quarantine_lets_the_run_finish_on_the_good_documents(second_task):
 
 def test_single_line_documents_are_really_inverted(second_task, client):
     """One-line transcripts fall back to sentences: the gap is measured, and on what unit."""
-    from longdoc.views import inverted, units
+    from longdoc.evaluation.views import inverted, units
 
     name = second_task["name"]
     head = next(v for v in client.search_model_versions(f"name='{name}'") if v.tags["variant"] == "head")

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from longdoc.views import (
+from longdoc.evaluation.views import (
     BLOCK_WORDS,
     SEPARATORS,
     SWEEP,

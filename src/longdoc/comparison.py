@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from longdoc.evaluation.views import SWEEP, SWEEP_POSITIONS
 from longdoc.plots import robustness_png, sweep_png
-from longdoc.views import SWEEP, SWEEP_POSITIONS
 
 COMPARISON_FILES = ("comparison.md", "comparison.csv", "robustness.png", "position_sweep.png")  # what compare writes
 
