@@ -59,8 +59,8 @@ def bench_hardware(texts, tokenizer, tiny: bool) -> dict:
 
 def bench_scaling(texts, tokenizer, tiny: bool) -> dict:
     from bench import scaling
+    from longdoc.evaluation.plots import scaling_png
     from longdoc.models.batching import SpecialTokens
-    from longdoc.plots import scaling_png
 
     pool = [t for text in texts[:40] for t in tokenizer(text, add_special_tokens=False)["input_ids"]]
     lengths = [256, 512] if tiny else [512, 1024, 2048, 4096, 8192, 16384]

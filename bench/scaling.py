@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     common.RESULTS = json_path.parent
     common.write(json_path.stem, result)
     try:
-        from longdoc.plots import scaling_png
+        from longdoc.evaluation.plots import scaling_png
 
         scaling_png(rows, json_path.with_suffix(".png"))
     except ImportError as err:  # matplotlib missing: the JSON is the result

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from longdoc.evaluation.plots import robustness_png, sweep_png
 from longdoc.evaluation.views import SWEEP, SWEEP_POSITIONS
-from longdoc.plots import robustness_png, sweep_png
 
 COMPARISON_FILES = ("comparison.md", "comparison.csv", "robustness.png", "position_sweep.png")  # what compare writes
 

@@ -28,9 +28,9 @@ from longdoc.evaluation.metrics import (
     expected_calibration_error,
     paired_difference,
 )
+from longdoc.evaluation.plots import confusion_png, sweep_png
 from longdoc.evaluation.views import SWEEP, SWEEP_POSITIONS, UNIT_KINDS, VIEWS, units
 from longdoc.models.calibration import fit_temperature, with_temperature
-from longdoc.plots import confusion_png, sweep_png
 
 CALIBRATION_FILE = "calibration.json"
 PREDICTIONS_FILE = "predictions.parquet"
