@@ -286,8 +286,8 @@ def current_data(params: Params, out_dir: Path) -> tuple[str, pd.DataFrame]:
 
 def compare(params: Params, run_ids: list[str], out_dir: Path, model_name: str) -> str:
     """The comparison table, logged as a 'comparison' run; returns the task's champion version ("" when none)."""
-    from longdoc.comparison import COMPARISON_FILES
-    from longdoc.comparison import compare as run_compare
+    from longdoc.evaluation.comparison import COMPARISON_FILES
+    from longdoc.evaluation.comparison import compare as run_compare
     from longdoc.promotion import current_champion
     from longdoc.tracking import resolve_tracking_uri, use_tracking
 
