@@ -20,7 +20,7 @@ def run(texts_frame: pd.DataFrame, work: Path, tiny: bool) -> dict:
     from longdoc.data.chunking import chunk_corpus
     from longdoc.data.splits import assign_splits
     from longdoc.models.encoder import load_tokenizer
-    from longdoc.training import train
+    from longdoc.training.loop import train
 
     base = {"chunking": {"chunk_tokens": 126, "overlap": 16, "sentence_slack": 32},
             "train": {"variants": list(AGGREGATORS), "epochs": 1, "batch_size": 8, "max_chunks": 8,

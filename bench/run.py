@@ -162,7 +162,7 @@ def bench_training(corpus_path: Path, tiny: bool) -> dict:
     from longdoc.data.demo import load_bbc
     from longdoc.data.splits import assign_splits, sample_per_label
     from longdoc.models.encoder import load_tokenizer
-    from longdoc.training import train
+    from longdoc.training.loop import train
 
     steps = 2 if tiny else 8
     variants = ("head", "chunk_mean", "attention", "longformer")

@@ -12,7 +12,7 @@ import yaml
 
 from longdoc.config.params import load_params
 from longdoc.errors import LongdocError
-from longdoc.training import plan_budget
+from longdoc.training.loop import plan_budget
 from tests.conftest import BIN, ROOT, cli, set_args, train_command
 
 

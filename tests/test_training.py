@@ -87,7 +87,7 @@ def test_zero_labels_is_refused_before_any_model_is_built(tmp_path):
     import pandas as pd
 
     from longdoc.errors import LongdocError
-    from longdoc.training import load_docs
+    from longdoc.training.loop import load_docs
 
     pd.DataFrame([{"id": "a", "label": "x", "split": "test", "input_ids": [1, 2]}]).to_parquet(
         tmp_path / "documents.parquet")

@@ -114,7 +114,7 @@ def _train_encoder_in(params: Params, chunk_dir: Path, folder: Path) -> dict:
     nproc = params.train.for_stage1().nproc_per_node
     if _launch(params, nproc, ["train-encoder", "--chunks", str(chunk_dir), "--out", str(folder)]):
         return _read_summary(folder)
-    from longdoc.training import train_encoder as run_stage1
+    from longdoc.training.loop import train_encoder as run_stage1
 
     return run_stage1(chunk_dir, params, folder)
 
@@ -165,7 +165,7 @@ def train(params: Params, variant: str, chunk_dir: Path, out_dir: Path, encoder_
           work_key: str | None = None, on_validation=None) -> dict:
     """Train one variant into ``out_dir``: through the work volume on a cluster (:func:`on_work_volume`), in
     ``train.nproc_per_node`` processes (:func:`_launch`). ``on_validation``: see
-    :data:`longdoc.training.OnValidation` (this process only: refused with several processes)."""
+    :data:`longdoc.training.loop.OnValidation` (this process only: refused with several processes)."""
     return on_work_volume(params, variant, work_key, out_dir,
                           lambda folder: _train_in(params, variant, chunk_dir, folder, encoder_dir, on_validation))
 
@@ -184,7 +184,7 @@ def _train_in(params: Params, variant: str, chunk_dir: Path, folder: Path, encod
                            "each validation back to this one (pruning); use 1 process per trial")
     if _launch(params, nproc, command):
         return _read_summary(folder)
-    from longdoc.training import train as run_training
+    from longdoc.training.loop import train as run_training
 
     return run_training(chunk_dir, params, variant, folder, encoder_from=encoder_from, on_validation=on_validation)
 

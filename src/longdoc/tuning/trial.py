@@ -54,7 +54,7 @@ def stage1_key(params: Params, data_version: str) -> str | None:
     """What shapes the stage-1 encoder (the same fingerprint its checkpoints carry); None without two-stage."""
     if not params.train.two_stage:
         return None
-    from longdoc.training import training_fingerprint
+    from longdoc.training.loop import training_fingerprint
 
     return digest("stage1", chunks_key(params, data_version),
                   training_fingerprint(params, STAGE1_VARIANT, params.train.for_stage1(), "pretrained",
@@ -119,7 +119,7 @@ class Workspace:
     def stage1(self, params: Params, chunk_dir: Path) -> tuple[Path | None, dict | None]:
         """The stage-1 folder and, when this trial trained it, its embedding-cache fill record."""
         from longdoc.stages import train_encoder
-        from longdoc.training import chunks_data_version
+        from longdoc.training.loop import chunks_data_version
 
         key = stage1_key(params, chunks_data_version(chunk_dir))
         if key is None:
