@@ -71,14 +71,14 @@ def test_two_processes_train_like_one_at_the_same_global_batch(tiny_chunks, tmp_
 
 
 def test_a_failed_rank_is_a_longdoc_error_with_the_exit_code(tmp_path):
-    from longdoc.distributed import run_torchrun
+    from longdoc.training.distributed import run_torchrun
 
     with pytest.raises(LongdocError, match=r"2 processes failed with exit code 1: params file not found"):
         run_torchrun(2, ["train", "--params", str(tmp_path / "missing.yaml")])
 
 
 def test_inside_torchrun_training_does_not_start_torchrun_again(monkeypatch):
-    from longdoc.distributed import needs_launch
+    from longdoc.training.distributed import needs_launch
 
     monkeypatch.setenv("WORLD_SIZE", "8")  # set by torchrun (also the one a TrainJob's command starts)
     assert not needs_launch(4)

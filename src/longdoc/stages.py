@@ -195,7 +195,7 @@ def _launch(params: Params, nproc_per_node: int, command: list[str]) -> bool:
 
     Here rather than in the CLI, so the CLI, ``dvc repro`` and the kfp component all get it.
     """
-    from longdoc.distributed import needs_launch, relaunch
+    from longdoc.training.distributed import needs_launch, relaunch
 
     if not needs_launch(nproc_per_node):
         return False

@@ -26,7 +26,6 @@ from tqdm.auto import tqdm
 
 from longdoc.config.params import NOT_SHAPING, Params, TrainParams
 from longdoc.data.chunking import Window
-from longdoc.distributed import Distributed
 from longdoc.errors import LongdocError
 from longdoc.evaluation.metrics import classification_metrics
 from longdoc.models import variant_class
@@ -36,6 +35,7 @@ from longdoc.models.encoder import load_tokenizer
 from longdoc.models.io import ModelCard, build_classifier, load_classifier, save_classifier
 from longdoc.models.precision import autocast
 from longdoc.models.preflight import check_config
+from longdoc.training.distributed import Distributed
 
 STATE_FILE = "trainer_state.pt"
 CHECKPOINT_META = "checkpoint.json"
