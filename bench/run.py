@@ -78,7 +78,7 @@ def bench_scaling(texts, tokenizer, tiny: bool) -> dict:
 def best_transformer(client, params):
     """The demo task's best transformer version (quantization has nothing to do for the TF-IDF baseline)."""
     from longdoc.data.demo import load_bbc
-    from longdoc.registry import registered_name
+    from longdoc.registry.register import registered_name
 
     labels = sorted(load_bbc()[0]["label"].unique())
     versions = [v for v in client.search_model_versions(f"name='{registered_name(params, labels)}'")

@@ -17,7 +17,7 @@ from longdoc.models.base import VariantSettings
 from longdoc.models.encoder import ChunkEncoder
 from longdoc.models.io import ModelCard, build_classifier, save_classifier
 from longdoc.promotion import audit_trail, decide, promote, rollback
-from longdoc.registry import Lineage, register
+from longdoc.registry.register import Lineage, register
 from tests.conftest import BIN, ROOT, race_two_promotions
 
 LABELS = ["business", "sports"]

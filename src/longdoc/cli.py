@@ -234,7 +234,7 @@ def register(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, train
              out: Path = OUT / "registration.json") -> None:
     """Register the model in MLflow as a candidate of its task (stage 5; `longdoc gate` decides)."""
     from longdoc.lineage import git_commit
-    from longdoc.registry import registration_json
+    from longdoc.registry.register import registration_json
     from longdoc.stages import register as run
 
     reg = run(_params(params, set_), train_dir, eval_dir, corpus, git_commit(), "dvc")
@@ -248,7 +248,7 @@ def baseline(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, corpu
              out: Path = OUT / "baseline") -> None:
     """Fit, evaluate and register the TF-IDF + logistic regression baseline as a candidate."""
     from longdoc.lineage import git_commit
-    from longdoc.registry import registration_json
+    from longdoc.registry.register import registration_json
     from longdoc.stages import baseline as run
 
     reg = run(_params(params, set_), corpus, out, git_commit(), "dvc")

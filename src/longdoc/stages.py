@@ -220,7 +220,7 @@ def _corpus_summary(corpus_dir: Path) -> dict:
 
 
 def _lineage(corpus_dir: Path, git_commit: str, pipeline_run_id: str):
-    from longdoc.registry import Lineage
+    from longdoc.registry.register import Lineage
 
     summary = _corpus_summary(corpus_dir)
     source = summary.get("data_source") or {}
@@ -238,7 +238,7 @@ def _server(params: Params, doing: str):
 def register(params: Params, train_dir: Path, eval_dir: Path, corpus_dir: Path, git_commit: str,
              pipeline_run_id: str = "local"):
     """Register a trained variant as a candidate of its task (the gate runs later, once per run)."""
-    from longdoc.registry import register as run_register
+    from longdoc.registry.register import register as run_register
 
     summary = json.loads((train_dir / "train_summary.json").read_text())
     with _server(params, f"registering {summary['variant']}"):
@@ -250,7 +250,7 @@ def baseline(params: Params, corpus_dir: Path, out_dir: Path, git_commit: str, p
     """Fit, calibrate and evaluate the TF-IDF baseline and register it as a candidate like any variant."""
     from longdoc.evaluation.evaluate import evaluate as run_evaluate
     from longdoc.models.baseline import BASELINE_NAME, BaselinePredictor
-    from longdoc.registry import register as run_register
+    from longdoc.registry.register import register as run_register
 
     corpus = read_validated(corpus_dir)
     train = corpus[corpus["split"] == "train"]

@@ -117,7 +117,7 @@ class Tracker:
     """The study's MLflow runs: one parent, and a nested run per trial (``mlflow.parentRunId``)."""
 
     def __init__(self, tracking_uri: str, experiment: str) -> None:
-        from longdoc.registry import _experiment_id
+        from longdoc.registry.register import _experiment_id
         from longdoc.tracking import use_tracking
 
         mlflow = use_tracking(tracking_uri)
