@@ -157,8 +157,8 @@ def promote_at_barrier(uri: str, name: str, version: str, data: str, ready, insi
 
     import mlflow
 
-    from longdoc import promotion
     from longdoc.config.params import GateParams
+    from longdoc.registry import promotion
 
     read_champion = promotion.current_champion
 

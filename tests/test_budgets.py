@@ -61,7 +61,7 @@ def test_both_profiles_validate_and_the_gpu_one_carries_the_gpu_settings(tmp_pat
 
 def test_a_budget_too_small_to_learn_is_marked_undertrained_and_refused(tiny_chunks, tmp_path, monkeypatch):
     """Two steps at a negligible learning rate: the model answers like chance, the run says so, the gate refuses."""
-    from longdoc.promotion import decide
+    from longdoc.registry.promotion import decide
     from longdoc.registry.register import Lineage, register
     from longdoc.stages import package
 

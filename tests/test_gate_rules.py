@@ -35,7 +35,7 @@ from longdoc.config.params import GateParams
 from longdoc.errors import LongdocError
 from longdoc.evaluation.metrics import paired_difference
 from longdoc.lease import alias_lease, breaking_name, lease_name
-from longdoc.promotion import (
+from longdoc.registry.promotion import (
     Decision,
     Difference,
     audit_trail,
@@ -628,9 +628,9 @@ def test_a_holder_that_lost_its_lease_moves_no_alias(store: Store, monkeypatch) 
             store.client.create_registered_model(lease, tags={"token": "next", "holder": "next writer"})
         return found
 
-    import longdoc.promotion
+    import longdoc.registry.promotion
 
-    monkeypatch.setattr(longdoc.promotion, "current_champion", then_lose_the_lease)
+    monkeypatch.setattr(longdoc.registry.promotion, "current_champion", then_lose_the_lease)
     with pytest.raises(LongdocError, match=f"lost the lease on {name}@{ALIAS} to next writer"):
         promote(store.client, name, second.version, ALIAS, "late", True, "d1", GateParams())
     monkeypatch.undo()
@@ -831,7 +831,8 @@ def test_a_promotion_by_a_user_with_a_very_long_name_finishes(store: Store) -> N
 
     name = store.model()
     version = store.answers(name, 10)
-    code = ("import sys, mlflow; from longdoc.promotion import promote; from longdoc.config.params import GateParams; "
+    code = ("import sys, mlflow; from longdoc.registry.promotion import promote; "
+            "from longdoc.config.params import GateParams; "
             "c = mlflow.MlflowClient(sys.argv[1], sys.argv[1]); "
             "promote(c, sys.argv[2], sys.argv[3], 'champion', 'hotfix', True, 'd1', GateParams())")
     done = subprocess.run([sys.executable, "-c", code, store.uri, name, version.version], capture_output=True,

@@ -16,7 +16,7 @@ from longdoc.errors import LongdocError
 from longdoc.models.base import VariantSettings
 from longdoc.models.encoder import ChunkEncoder
 from longdoc.models.io import ModelCard, build_classifier, save_classifier
-from longdoc.promotion import audit_trail, decide, promote, rollback
+from longdoc.registry.promotion import audit_trail, decide, promote, rollback
 from longdoc.registry.register import Lineage, register
 from tests.conftest import BIN, ROOT, race_two_promotions
 
@@ -139,7 +139,7 @@ def test_other_data_is_compared_paired_on_the_candidates_own_documents(registry,
     import mlflow
 
     from longdoc.data.corpus import read_corpus
-    from longdoc.promotion import difference
+    from longdoc.registry.promotion import difference
 
     params, uri, client = registry
     a = read_corpus(small_corpus)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from longdoc.config.params import load_params
-from longdoc.promotion import audit_trail
+from longdoc.registry.promotion import audit_trail
 from tests.conftest import ROOT, cli, set_args
 
 pytestmark = pytest.mark.slow

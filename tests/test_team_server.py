@@ -110,7 +110,7 @@ def test_the_interrupted_run_left_no_half_registered_version(interrupted, team):
 
 
 def current_holder(client, name: str = NAME):
-    from longdoc.promotion import current_champion
+    from longdoc.registry.promotion import current_champion
 
     found = current_champion(client, name, "champion")
     return None if found is None else str(found.version)
@@ -142,7 +142,7 @@ def test_a_rerun_after_restart_registers_gates_and_packages_through_the_server(t
 
 
 def _trail(client, name: str = NAME) -> list[dict]:
-    from longdoc.promotion import audit_trail
+    from longdoc.registry.promotion import audit_trail
 
     return audit_trail(client, name, applied_only=False)
 
@@ -184,7 +184,7 @@ def _cheap_versions(client, name: str, count: int) -> list[str]:
 
 def _churn(uri: str, name: str, versions: list[str], changes: int, seed: int) -> int:
     """``changes`` promotions and rollbacks in random order; returns how many changed the alias."""
-    from longdoc import promotion
+    from longdoc.registry import promotion
 
     client, rng, done = _client(uri), random.Random(seed), 0
     for _ in range(changes):
@@ -217,7 +217,7 @@ def test_two_promotions_at_once_against_the_server_are_serialised(team):
 
     client, name = _client(team.uri), "longdoc-race"
     versions = _cheap_versions(client, name, 3)
-    from longdoc.promotion import promote
+    from longdoc.registry.promotion import promote
 
     promote(client, name, versions[2], "champion", "first", True, "d1", GateParams())
     assert race_two_promotions(team.uri, name, versions[:2], "d1") == [0, 0]
@@ -229,7 +229,7 @@ def test_300_promotions_and_rollbacks_from_three_processes_keep_one_chain(team):
 
     client, name = _client(team.uri), "longdoc-churn"
     versions = _cheap_versions(client, name, 5)
-    from longdoc.promotion import promote
+    from longdoc.registry.promotion import promote
 
     promote(client, name, versions[0], "champion", "start", True, "d1", GateParams())
     with multiprocessing.get_context("spawn").Pool(3) as pool:

@@ -542,7 +542,7 @@ def models_list(name: Annotated[str | None, typer.Argument(help="A registered mo
     """Tasks (registered models) with their labels and champion, or one model's versions."""
     from rich.table import Table
 
-    from longdoc.promotion import require_model
+    from longdoc.registry.promotion import require_model
 
     cfg, _, client = _registry(params, set_)
     if name is None:
@@ -574,7 +574,7 @@ def models_promote(name: NameArg, version: VersionArg,
                    reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "",
                    params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Make VERSION the champion, through the gate (or past it with --force --reason)."""
-    from longdoc.promotion import promote, require_version
+    from longdoc.registry.promotion import promote, require_version
 
     cfg, _, client = _registry(params, set_)
     require_version(client, name, version)
@@ -589,7 +589,7 @@ def models_promote(name: NameArg, version: VersionArg,
 def models_gate(name: NameArg, version: VersionArg, params: ParamsOpt = Path("params.yaml"),
                 set_: SetOpt = None) -> None:
     """Apply the promotion gate to VERSION against the task's champion and the current corpus."""
-    from longdoc.promotion import decide, require_version
+    from longdoc.registry.promotion import decide, require_version
 
     cfg, _, client = _registry(params, set_)
     require_version(client, name, version)
@@ -624,7 +624,7 @@ def models_rollback(name: NameArg,
                     reason: Annotated[str, typer.Option(help="Why (kept in the audit trail).")] = "",
                     params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Give the champion alias back to the previous champion."""
-    from longdoc.promotion import require_model, rollback
+    from longdoc.registry.promotion import require_model, rollback
 
     cfg, _, client = _registry(params, set_)
     require_model(client, name)
@@ -640,7 +640,7 @@ def models_audit(name: NameArg,
     """Every change of champion and every refusal: who, when, why, previous (one record per change)."""
     from rich.table import Table
 
-    from longdoc.promotion import audit_trail, require_model
+    from longdoc.registry.promotion import audit_trail, require_model
 
     _, _, client = _registry(params, set_)
     require_model(client, name)

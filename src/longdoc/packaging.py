@@ -103,7 +103,7 @@ def champion_without_bento(params: Params, name: str) -> str | None:
     import bentoml
     from bentoml.exceptions import NotFound
 
-    from longdoc.promotion import current_champion
+    from longdoc.registry.promotion import current_champion
 
     client = use_tracking(params.registry.tracking_uri).MlflowClient()
     champion = current_champion(client, name, params.registry.champion_alias)

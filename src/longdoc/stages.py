@@ -265,7 +265,7 @@ def baseline(params: Params, corpus_dir: Path, out_dir: Path, git_commit: str, p
 
 def gate(params: Params, model_name: str, versions: list[str], corpus_dir: Path):
     """One decision for the run's candidates of one task: at most one becomes champion."""
-    from longdoc.promotion import decide
+    from longdoc.registry.promotion import decide
     from longdoc.tracking import resolve_tracking_uri, use_tracking
 
     client = use_tracking(resolve_tracking_uri(params.registry.tracking_uri)).MlflowClient()
@@ -288,7 +288,7 @@ def compare(params: Params, run_ids: list[str], out_dir: Path, model_name: str) 
     """The comparison table, logged as a 'comparison' run; returns the task's champion version ("" when none)."""
     from longdoc.evaluation.comparison import COMPARISON_FILES
     from longdoc.evaluation.comparison import compare as run_compare
-    from longdoc.promotion import current_champion
+    from longdoc.registry.promotion import current_champion
     from longdoc.tracking import resolve_tracking_uri, use_tracking
 
     mlflow = use_tracking(resolve_tracking_uri(params.registry.tracking_uri))

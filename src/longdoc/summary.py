@@ -82,7 +82,7 @@ def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> boo
     """
     from rich.console import Console
 
-    from longdoc.promotion import current_champion
+    from longdoc.registry.promotion import current_champion
 
     mlflow = use_tracking(params.registry.tracking_uri)
     client = mlflow.MlflowClient()

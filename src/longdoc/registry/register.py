@@ -10,7 +10,7 @@ task tags would need an alias per task and a filter on every search to get the s
 Every registered version carries as tags: its key metrics with their intervals, the data version
 (a hash of the validated corpus, :func:`longdoc.data.versioning.corpus_version`) with DVC's md5
 beside it, the git commit, a hash of the params and the pipeline run id. Whether it becomes
-champion is decided afterwards, once per run, by :mod:`longdoc.promotion`.
+champion is decided afterwards, once per run, by :mod:`longdoc.registry.promotion`.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def register(params: Params, model_dir: Path, eval_dir: Path, variant: str, labe
              train_dir: Path | None = None, kind: str = "model") -> Registration:
     """Log the run and register a new version of the task's model with its metrics and lineage.
 
-    No promotion here: the gate runs once per run over all candidates (``longdoc.promotion.decide``).
+    No promotion here: the gate runs once per run over all candidates (``longdoc.registry.promotion.decide``).
     If any step after the version exists fails, the version is deleted and the run marked failed, so
     the registry never holds a version without its metrics and lineage.
     """
