@@ -30,11 +30,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 
-from longdoc import audit
 from longdoc.config.params import GateParams
 from longdoc.errors import LongdocError
 from longdoc.evaluation.metrics import paired_difference
 from longdoc.lease import alias_lease, breaking_name, lease_name
+from longdoc.registry import audit
 from longdoc.registry.promotion import (
     Decision,
     Difference,
@@ -346,7 +346,7 @@ def test_first_gate_promotes_and_records_it_once(store: Store) -> None:
     assert (entry["action"], entry["version"], entry["alias"], entry["previous"], entry["why"], entry["state"]) == (
         "gate", first.version, ALIAS, None, "no champion yet", "applied")
     assert (change["who"], change["when"]) == (entry["who"], entry["when"])
-    assert store.client.get_run(change["record"]).data.tags["longdoc.audit.seq"] == "1"  # links to its record
+    assert store.client.get_run(change["record"]).data.tags["longdoc.registry.audit.seq"] == "1"  # links to its record
     assert audit_trail(store.client, name, applied_only=False) == [entry]  # nothing unfinished or failed
     assert "audit" not in store.client.get_registered_model(name).tags  # no growing JSON tag any more
 

@@ -40,11 +40,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from longdoc import audit
 from longdoc.config.params import GateParams
 from longdoc.errors import LongdocError
 from longdoc.lease import alias_lease, check
 from longdoc.mlflow_direct import registry
+from longdoc.registry import audit
 from longdoc.tracking import redact
 
 PROMOTION_METRIC = "normal_macro_f1"

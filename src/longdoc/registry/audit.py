@@ -27,7 +27,7 @@ from longdoc.mlflow_direct import end_run, registry
 FIELDS = ("action", "version", "alias", "previous", "who", "when", "why")
 SEQ_TAG = "audit.seq"
 LEGACY_TAG = "audit"      # before per-change records: one JSON list on the registered model
-_PREFIX = "longdoc.audit."
+_PREFIX = "longdoc.registry.audit."
 _MAX_VALUE = 5000         # MLflow stores a run tag value in at most this many characters (PostgreSQL)
 _CLIPPED = " ... (clipped)"
 _WHO_ROOM = 500           # JSON characters a name keeps in a version note before the reason has to give way
