@@ -33,8 +33,8 @@ from mlflow.entities.model_registry import ModelVersion, ModelVersionTag
 from longdoc.config.params import GateParams
 from longdoc.errors import LongdocError
 from longdoc.evaluation.metrics import paired_difference
-from longdoc.lease import alias_lease, breaking_name, lease_name
 from longdoc.registry import audit
+from longdoc.registry.lease import alias_lease, breaking_name, lease_name
 from longdoc.registry.promotion import (
     Decision,
     Difference,

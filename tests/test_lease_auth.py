@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from longdoc.errors import LongdocError
-from longdoc.lease import alias_lease, breaking_name, lease_name
+from longdoc.registry.lease import alias_lease, breaking_name, lease_name
 from tests.tracking_server import BIN, _wait_http, free_port
 
 ADMIN = ("admin", "admin-secret-for-tests-only")

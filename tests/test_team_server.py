@@ -21,7 +21,7 @@ import requests
 
 from longdoc.config.params import GateParams
 from longdoc.errors import LongdocError
-from longdoc.lease import LEASE_PREFIX
+from longdoc.registry.lease import LEASE_PREFIX
 from longdoc.registry.register import TAGGED_METRICS
 from tests.conftest import BIN, ROOT, SMALL, cli, race_two_promotions, set_args, wait_ready
 from tests.tracking_server import TeamServer, available, free_port
