@@ -94,7 +94,7 @@ def bench_quantization(corpus_path: Path, tiny: bool) -> dict:
     from longdoc.data.splits import sample_per_label, slice_and_split
     from longdoc.evaluation.metrics import classification_metrics
     from longdoc.models.inference import Predictor
-    from longdoc.tracking import resolve_tracking_uri, use_tracking
+    from longdoc.registry.tracking import resolve_tracking_uri, use_tracking
 
     params = load_params()
     uri = resolve_tracking_uri(params.registry.tracking_uri)

@@ -27,7 +27,7 @@ from longdoc.config.params import Params
 from longdoc.errors import LongdocError
 from longdoc.lineage import git_commit
 from longdoc.redaction import has_credential
-from longdoc.tracking import FROM_ENVIRONMENT, resolve_tracking_uri
+from longdoc.registry.tracking import FROM_ENVIRONMENT, resolve_tracking_uri
 
 Target = Literal["local", "cluster"]
 TARGETS: tuple[Target, ...] = ("local", "cluster")
@@ -213,7 +213,7 @@ def _failure(params: Params, message: str) -> str:
     """kfp's "inner task failed" as one line; a tracking server that stopped answering is named first."""
     import re
 
-    from longdoc.tracking import check_tracking_uri, redact
+    from longdoc.registry.tracking import check_tracking_uri, redact
 
     plain = re.sub(r"\x1b\[[0-9;]*m", "", message)
     uri = resolve_tracking_uri(params.registry.tracking_uri)

@@ -8,8 +8,8 @@ import pytest
 from longdoc.config.dvc_reference import DvcReference, parse_reference
 from longdoc.config.params import load_params
 from longdoc.errors import LongdocError
+from longdoc.registry.tracking import FROM_ENVIRONMENT, resolve_tracking_uri
 from longdoc.stages import on_work_volume, work_folder
-from longdoc.tracking import FROM_ENVIRONMENT, resolve_tracking_uri
 from tests.conftest import ROOT
 
 

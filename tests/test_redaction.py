@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from longdoc.config.params import load_params
 from longdoc.errors import LongdocError
-from longdoc.tracking import FROM_ENVIRONMENT, check_tracking_uri, redact
+from longdoc.registry.tracking import FROM_ENVIRONMENT, check_tracking_uri, redact
 from tests.conftest import ROOT, cli, set_args
 from tests.test_dvc_remote import data_repo  # noqa: F401  (the fixture: a git + DVC repository, pushed)
 

@@ -333,8 +333,8 @@ def _project_root() -> Path:
 @app.command()
 def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Run the whole kfp pipeline locally (SubprocessRunner) and print a summary."""
+    from longdoc.registry.tracking import check_tracking_uri, resolve_tracking_uri
     from longdoc.summary import print_summary
-    from longdoc.tracking import check_tracking_uri, resolve_tracking_uri
 
     cfg = _params(params, set_)
     _project_root()
@@ -525,7 +525,7 @@ def serve(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
 
 
 def _registry(params: Path, set_: list[str] | None):
-    from longdoc.tracking import resolve_tracking_uri, use_tracking
+    from longdoc.registry.tracking import resolve_tracking_uri, use_tracking
 
     cfg = _params(params, set_)
     uri = resolve_tracking_uri(cfg.registry.tracking_uri)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from longdoc.config.params import Params
 from longdoc.errors import LongdocError
-from longdoc.tracking import use_tracking
+from longdoc.registry.tracking import use_tracking
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 MODEL_TAG_ENV = "LONGDOC_BENTO_MODEL"

@@ -230,7 +230,7 @@ def _lineage(corpus_dir: Path, git_commit: str, pipeline_run_id: str):
 
 def _server(params: Params, doing: str):
     """A failing tracking server ends the step with one error naming it (see tracking.server_errors)."""
-    from longdoc.tracking import resolve_tracking_uri, server_errors
+    from longdoc.registry.tracking import resolve_tracking_uri, server_errors
 
     return server_errors(resolve_tracking_uri(params.registry.tracking_uri), doing)
 
@@ -266,7 +266,7 @@ def baseline(params: Params, corpus_dir: Path, out_dir: Path, git_commit: str, p
 def gate(params: Params, model_name: str, versions: list[str], corpus_dir: Path):
     """One decision for the run's candidates of one task: at most one becomes champion."""
     from longdoc.registry.promotion import decide
-    from longdoc.tracking import resolve_tracking_uri, use_tracking
+    from longdoc.registry.tracking import resolve_tracking_uri, use_tracking
 
     client = use_tracking(resolve_tracking_uri(params.registry.tracking_uri)).MlflowClient()
     current = _corpus_summary(corpus_dir)["data_version"]
@@ -289,7 +289,7 @@ def compare(params: Params, run_ids: list[str], out_dir: Path, model_name: str) 
     from longdoc.evaluation.comparison import COMPARISON_FILES
     from longdoc.evaluation.comparison import compare as run_compare
     from longdoc.registry.promotion import current_champion
-    from longdoc.tracking import resolve_tracking_uri, use_tracking
+    from longdoc.registry.tracking import resolve_tracking_uri, use_tracking
 
     mlflow = use_tracking(resolve_tracking_uri(params.registry.tracking_uri))
     client = mlflow.MlflowClient()

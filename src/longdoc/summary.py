@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from longdoc.config.params import Params
-from longdoc.tracking import redact, resolve_tracking_uri, use_tracking
+from longdoc.registry.tracking import redact, resolve_tracking_uri, use_tracking
 
 
 def latest_bento(name: str) -> str | None:

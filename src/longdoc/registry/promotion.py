@@ -45,7 +45,7 @@ from longdoc.errors import LongdocError
 from longdoc.mlflow_direct import registry
 from longdoc.registry import audit
 from longdoc.registry.lease import alias_lease, check
-from longdoc.tracking import redact
+from longdoc.registry.tracking import redact
 
 PROMOTION_METRIC = "normal_macro_f1"
 GAP_METRIC = "inverted_gap_macro_f1"

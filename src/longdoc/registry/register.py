@@ -27,7 +27,7 @@ import pandas as pd
 from longdoc.config.params import Params
 from longdoc.errors import LongdocError
 from longdoc.redaction import redact
-from longdoc.tracking import artifact_root, resolve_tracking_uri, use_tracking
+from longdoc.registry.tracking import artifact_root, resolve_tracking_uri, use_tracking
 
 RUNTIME_REQUIREMENTS = ("torch", "transformers", "tokenizers", "safetensors", "pandas", "numpy", "mlflow",
                         "scikit-learn", "joblib")

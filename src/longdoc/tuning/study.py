@@ -118,7 +118,7 @@ class Tracker:
 
     def __init__(self, tracking_uri: str, experiment: str) -> None:
         from longdoc.registry.register import _experiment_id
-        from longdoc.tracking import use_tracking
+        from longdoc.registry.tracking import use_tracking
 
         mlflow = use_tracking(tracking_uri)
         self.client = mlflow.MlflowClient()
@@ -219,7 +219,7 @@ def tune(raw: dict, space: SearchSpace, n_trials: int, out_dir: Path, study_name
     from optuna.trial import TrialState
     from tqdm.auto import tqdm
 
-    from longdoc.tracking import resolve_tracking_uri
+    from longdoc.registry.tracking import resolve_tracking_uri
 
     if n_trials < 1:
         raise LongdocError(f"--trials must be at least 1, got {n_trials}")

@@ -41,7 +41,7 @@ def work_root(params: Params, study: str) -> Path:
 
 
 def _tracker(params: Params):
-    from longdoc.tracking import resolve_tracking_uri
+    from longdoc.registry.tracking import resolve_tracking_uri
     from longdoc.tuning.study import Tracker
 
     return Tracker(resolve_tracking_uri(params.registry.tracking_uri), params.registry.experiment)
