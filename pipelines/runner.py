@@ -25,8 +25,8 @@ from typing import Literal
 from longdoc.config.dvc_reference import is_reference
 from longdoc.config.params import Params
 from longdoc.errors import LongdocError
-from longdoc.lineage import git_commit
 from longdoc.redaction import has_credential
+from longdoc.registry.lineage import git_commit
 from longdoc.registry.tracking import FROM_ENVIRONMENT, resolve_tracking_uri
 
 Target = Literal["local", "cluster"]

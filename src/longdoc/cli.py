@@ -233,7 +233,7 @@ def register(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, train
              eval_dir: Path = OUT / "eval", corpus: Path = OUT / "validation",
              out: Path = OUT / "registration.json") -> None:
     """Register the model in MLflow as a candidate of its task (stage 5; `longdoc gate` decides)."""
-    from longdoc.lineage import git_commit
+    from longdoc.registry.lineage import git_commit
     from longdoc.registry.register import registration_json
     from longdoc.stages import register as run
 
@@ -247,7 +247,7 @@ def register(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, train
 def baseline(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, corpus: Path = OUT / "validation",
              out: Path = OUT / "baseline") -> None:
     """Fit, evaluate and register the TF-IDF + logistic regression baseline as a candidate."""
-    from longdoc.lineage import git_commit
+    from longdoc.registry.lineage import git_commit
     from longdoc.registry.register import registration_json
     from longdoc.stages import baseline as run
 
