@@ -849,7 +849,7 @@ def test_a_changed_private_mlflow_api_falls_back_to_the_public_client(store: Sto
     import mlflow
     from mlflow.tracking._model_registry.client import ModelRegistryClient
 
-    from longdoc import mlflow_direct
+    from longdoc.registry import mlflow_direct
 
     class ChangedRegistry(ModelRegistryClient):  # a release whose private client takes a tag object ...
         def set_model_version_tag(self, name, version, tag):

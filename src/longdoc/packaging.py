@@ -88,7 +88,7 @@ BENTO_TAG = "bento"  # version tag: the Bento last built from this version
 
 def package(params: Params, name: str, version: str | None = None) -> Packaged:
     """Build the Bento of the champion (or a version) and record its tag on the version."""
-    from longdoc.mlflow_direct import registry
+    from longdoc.registry.mlflow_direct import registry
 
     model, mv = import_champion(params, name, version)
     packaged = Packaged(str(model.tag), build_bento(params, str(model.tag)), mv)

@@ -22,7 +22,7 @@ import json
 import os
 from datetime import UTC, datetime
 
-from longdoc.mlflow_direct import end_run, registry
+from longdoc.registry.mlflow_direct import end_run, registry
 
 FIELDS = ("action", "version", "alias", "previous", "who", "when", "why")
 SEQ_TAG = "audit.seq"

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from longdoc.errors import LongdocError
-from longdoc.mlflow_direct import registry
+from longdoc.registry.mlflow_direct import registry
 
 LEASE_PREFIX = "_lease."
 LEASE_SECONDS = 90.0    # a lease seen unrenewed for this long belongs to a dead holder

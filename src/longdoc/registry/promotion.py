@@ -42,9 +42,9 @@ import pandas as pd
 
 from longdoc.config.params import GateParams
 from longdoc.errors import LongdocError
-from longdoc.mlflow_direct import registry
 from longdoc.registry import audit
 from longdoc.registry.lease import alias_lease, check
+from longdoc.registry.mlflow_direct import registry
 from longdoc.registry.tracking import redact
 
 PROMOTION_METRIC = "normal_macro_f1"
