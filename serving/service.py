@@ -1,6 +1,6 @@
 """The BentoML service: a thin adapter over the champion MLflow model.
 
-All prediction logic is in the model (``longdoc.pyfunc`` -> ``longdoc.models.inference``); this file only
+All prediction logic is in the model (``longdoc.registry.pyfunc`` -> ``longdoc.models.inference``); this file only
 declares the HTTP surface and validates input, so a client's mistake is a 4xx with a reason and a
 huge document is refused before it reaches the model.
 """

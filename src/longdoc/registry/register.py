@@ -122,7 +122,7 @@ def _log_run_contents(mlflow, params: Params, model_dir: Path, eval_dir: Path, t
                       summary: dict | None, labels: list[str]):
     from mlflow.models import infer_signature
 
-    from longdoc.pyfunc import LongdocModel
+    from longdoc.registry.pyfunc import LongdocModel
 
     metrics = json.loads((eval_dir / "metrics.json").read_text())
     mlflow.log_params(_flat("", params.model_dump()))
