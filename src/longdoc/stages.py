@@ -306,7 +306,7 @@ def compare(params: Params, run_ids: list[str], out_dir: Path, model_name: str) 
 
 
 def package(params: Params, model_name: str, version: str | None = None):
-    from longdoc.packaging import package as run_package
+    from longdoc.registry.packaging import package as run_package
 
     with _server(params, f"packaging {model_name}"):
         return run_package(params, model_name, version)
@@ -314,7 +314,7 @@ def package(params: Params, model_name: str, version: str | None = None):
 
 def champion_without_bento(params: Params, model_name: str) -> str | None:
     """Why a run must package the champion it did not promote (see packaging.champion_without_bento)."""
-    from longdoc.packaging import champion_without_bento as missing
+    from longdoc.registry.packaging import champion_without_bento as missing
 
     with _server(params, f"looking for the Bento of {model_name}'s champion"):
         return missing(params, model_name)
