@@ -114,8 +114,8 @@ def test_trainjob_runs_the_variant_under_torchrun_on_several_nodes(tmp_path):
 
 
 def test_trainjob_on_cpu_nodes_asks_for_no_gpu_and_refuses_a_bad_name():
-    from longdoc.cluster import trainjob
     from longdoc.config.params import load_params
+    from pipelines.cluster import trainjob
 
     params = load_params(ROOT / "params.yaml", {"pipeline.gpu.count": 0, "train.nproc_per_node": 2})
     trainer = trainjob(params, "head", nodes=2)["spec"]["trainer"]

@@ -185,7 +185,7 @@ def test_several_processes_are_refused_up_front(tiny_chunks, tmp_path):
     kept = parse_params({"train": {"variants": ["head", "reformer"], "nproc_per_node": 2,
                                    "overrides": {"reformer": {"nproc_per_node": 1}}}})
     assert kept.train.for_variant("head").nproc_per_node == 2  # the others still train in several processes
-    from longdoc.cluster import trainjob
+    from pipelines.cluster import trainjob
 
     with pytest.raises(LongdocError, match=r"train\.nproc_per_node=1 on 2 nodes with the reformer variant"):
         trainjob(kept, "reformer", nodes=2)  # several nodes are DDP too

@@ -503,7 +503,8 @@ def pipeline_trainjob(variant: Annotated[str | None, typer.Option(help="Default:
                       params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
                       out: Path = OUT / "trainjob.yaml") -> None:
     """Write a Kubeflow Trainer TrainJob (torch-distributed runtime) that trains one variant on several nodes."""
-    from longdoc.cluster import trainjob, write_trainjob
+    _project_root()  # the TrainJob is cluster code: it lives with pipelines/
+    from pipelines.cluster import trainjob, write_trainjob
 
     cfg = _params(params, set_)
     manifest = trainjob(cfg, variant or cfg.train.variants[0], nodes, nproc_per_node, name, chunks, train_out,
