@@ -1,0 +1,37 @@
+"""The evaluation stages: one model on the test split and its views, and the run's comparison table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from longdoc.config.params import Params
+from longdoc.stages.data import read_validated
+from longdoc.stages.registry import _server
+
+
+def evaluate(params: Params, model_dir: Path, corpus_dir: Path, out_dir: Path) -> dict:
+    from longdoc.evaluation.evaluate import evaluate_model
+
+    return evaluate_model(model_dir, read_validated(corpus_dir), params, out_dir)
+
+
+def compare(params: Params, run_ids: list[str], out_dir: Path, model_name: str) -> str:
+    """The comparison table, logged as a 'comparison' run; returns the task's champion version ("" when none)."""
+    from longdoc.evaluation.comparison import COMPARISON_FILES
+    from longdoc.evaluation.comparison import compare as run_compare
+    from longdoc.registry.promotion import current_champion
+    from longdoc.registry.tracking import resolve_tracking_uri, use_tracking
+
+    mlflow = use_tracking(resolve_tracking_uri(params.registry.tracking_uri))
+    client = mlflow.MlflowClient()
+    with _server(params, "comparing the run's candidates"):
+        frame = run_compare(client, run_ids, out_dir)
+        experiment = mlflow.get_experiment_by_name(params.registry.experiment)
+        with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="comparison"):
+            mlflow.set_tags({"kind": "comparison", "runs": ",".join(run_ids)})
+            for name in COMPARISON_FILES:
+                mlflow.log_artifact(str(out_dir / name))
+        print(frame.drop(columns=["run_id"]).to_string(index=False))
+        champion = current_champion(client, model_name, params.registry.champion_alias)
+    return str(champion.version) if champion is not None else ""

@@ -1,0 +1,87 @@
+"""The registry stages: register a candidate (and the TF-IDF baseline), gate the run's candidates,
+package the champion.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from longdoc.config.params import Params
+from longdoc.stages.data import read_validated
+
+
+def _corpus_summary(corpus_dir: Path) -> dict:
+    """What the validate stage recorded about the corpus it kept (data version, DVC md5, quarantine)."""
+    return json.loads((corpus_dir / "summary.json").read_text())
+
+
+def _lineage(corpus_dir: Path, git_commit: str, pipeline_run_id: str):
+    from longdoc.registry.register import Lineage
+
+    summary = _corpus_summary(corpus_dir)
+    source = summary.get("data_source") or {}
+    return Lineage(summary["data_version"], summary["corpus_sha256"], git_commit, pipeline_run_id,
+                   summary["dvc_md5"], int(summary["quarantined"]), source.get("reference", ""))
+
+
+def _server(params: Params, doing: str):
+    """A failing tracking server ends the step with one error naming it (see tracking.server_errors)."""
+    from longdoc.registry.tracking import resolve_tracking_uri, server_errors
+
+    return server_errors(resolve_tracking_uri(params.registry.tracking_uri), doing)
+
+
+def register(params: Params, train_dir: Path, eval_dir: Path, corpus_dir: Path, git_commit: str,
+             pipeline_run_id: str = "local"):
+    """Register a trained variant as a candidate of its task (the gate runs later, once per run)."""
+    from longdoc.registry.register import register as run_register
+
+    summary = json.loads((train_dir / "train_summary.json").read_text())
+    with _server(params, f"registering {summary['variant']}"):
+        return run_register(params, train_dir / "model", eval_dir, summary["variant"], summary["labels"],
+                            _lineage(corpus_dir, git_commit, pipeline_run_id), train_dir=train_dir)
+
+
+def baseline(params: Params, corpus_dir: Path, out_dir: Path, git_commit: str, pipeline_run_id: str = "local"):
+    """Fit, calibrate and evaluate the TF-IDF baseline and register it as a candidate like any variant."""
+    from longdoc.evaluation.evaluate import evaluate as run_evaluate
+    from longdoc.models.baseline import BASELINE_NAME, BaselinePredictor
+    from longdoc.registry.register import register as run_register
+
+    corpus = read_validated(corpus_dir)
+    train = corpus[corpus["split"] == "train"]
+    model = BaselinePredictor.fit(train["text"].tolist(), train["label"].tolist(), params.data.seed)
+    model.save(out_dir / "model")
+    run_evaluate(model, BASELINE_NAME, corpus, params, out_dir / "evaluation")  # calibrated like every variant
+    labels = sorted(train["label"].unique())
+    with _server(params, f"registering {BASELINE_NAME}"):
+        return run_register(params, out_dir / "model", out_dir / "evaluation", BASELINE_NAME, labels,
+                            _lineage(corpus_dir, git_commit, pipeline_run_id), kind="baseline")
+
+
+def gate(params: Params, model_name: str, versions: list[str], corpus_dir: Path):
+    """One decision for the run's candidates of one task: at most one becomes champion."""
+    from longdoc.registry.promotion import decide
+    from longdoc.registry.tracking import resolve_tracking_uri, use_tracking
+
+    client = use_tracking(resolve_tracking_uri(params.registry.tracking_uri)).MlflowClient()
+    current = _corpus_summary(corpus_dir)["data_version"]
+    with _server(params, f"gating {model_name}"):
+        return decide(client, model_name, versions, params.registry.champion_alias, current,
+                      params.registry.gate, read_validated(corpus_dir))
+
+
+def package(params: Params, model_name: str, version: str | None = None):
+    from longdoc.registry.packaging import package as run_package
+
+    with _server(params, f"packaging {model_name}"):
+        return run_package(params, model_name, version)
+
+
+def champion_without_bento(params: Params, model_name: str) -> str | None:
+    """Why a run must package the champion it did not promote (see packaging.champion_without_bento)."""
+    from longdoc.registry.packaging import champion_without_bento as missing
+
+    with _server(params, f"looking for the Bento of {model_name}'s champion"):
+        return missing(params, model_name)
