@@ -25,7 +25,7 @@ def test_help_lists_the_commands():
 
 def test_start_up_imports_no_heavy_library():
     """torch, mlflow, GX, kfp, transformers and bentoml are imported by the commands that use them."""
-    probe = ("import sys; import longdoc.cli; "
+    probe = ("import sys; import longdoc.cli.app; "
              "print(sorted({m.split('.')[0] for m in sys.modules} & "
              "{'torch', 'mlflow', 'great_expectations', 'kfp', 'transformers', 'bentoml', 'sklearn'}))")
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)

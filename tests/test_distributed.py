@@ -107,7 +107,7 @@ def test_trainjob_runs_the_variant_under_torchrun_on_several_nodes(tmp_path):
     assert flags["--variant"] == "attention" and flags["--out"] == "outputs/train/attention"
     assert flags["--encoder-from"] == "outputs/encoder"  # two-stage: the variant starts from stage 1
     # the pods train on the params the manifest was made from, read back the way the CLI reads --set
-    from longdoc.cli import _params
+    from longdoc.cli.app import _params
 
     sent = _params(ROOT / "params.yaml", [command[i + 1] for i, arg in enumerate(command) if arg == "--set"])
     assert sent.train.batch_size == 8 and sent.pipeline.image == "registry.example/longdoc:test"

@@ -1,3 +1,3 @@
-from longdoc.cli import main
+from longdoc.cli.app import main
 
 main()

@@ -115,7 +115,7 @@ def needs_launch(nproc_per_node: int) -> bool:
     return nproc_per_node > 1 and not inside_torchrun()
 
 
-PROFILE_ENV = "LONGDOC_PROFILE"  # longdoc.cli's --profile: already in the params handed to the children
+PROFILE_ENV = "LONGDOC_PROFILE"  # longdoc.cli.app's --profile: already in the params handed to the children
 
 
 def relaunch(params: Params, nproc_per_node: int, command: list[str]) -> None:
