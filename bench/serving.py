@@ -13,7 +13,7 @@ import time
 import requests
 
 from bench.load import run_load
-from longdoc.summary import latest_bento
+from longdoc.cli.summary import latest_bento
 
 
 def _serve(tag: str, env: dict) -> tuple[subprocess.Popen, str]:

@@ -333,8 +333,8 @@ def _project_root() -> Path:
 @app.command()
 def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Run the whole kfp pipeline locally (SubprocessRunner) and print a summary."""
+    from longdoc.cli.summary import print_summary
     from longdoc.registry.tracking import check_tracking_uri, resolve_tracking_uri
-    from longdoc.summary import print_summary
 
     cfg = _params(params, set_)
     _project_root()
