@@ -1,4 +1,7 @@
-"""Model variants behind one interface: a document's token ids in, class logits out.
+"""Model variants behind one interface (a document's token ids in, class logits out) and what turns a
+saved model back into answers: the predictor (``inference``), the TF-IDF baseline (``baseline``), the
+chunk-vector cache (``embedding_cache``), temperature scaling (``calibration``), autocast
+(``precision``) and the pre-flight check of params against the models (``preflight``).
 
 ``VARIANTS`` (kept in :mod:`longdoc.config.variants`, so the config layer checks names without
 importing this package) maps a variant name to the class implementing it; ``variant_class`` imports it.
