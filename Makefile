@@ -42,7 +42,9 @@ postgres:
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; } || \
 		echo "PostgreSQL not installed: tests/test_team_server.py will fail"
 
+# lint-imports: the layers in pyproject.toml [tool.importlinter] (a second; an upward import fails the run).
 test: setup chromium postgres
+	lint-imports
 	pytest
 
 test-fast: setup
@@ -50,6 +52,7 @@ test-fast: setup
 
 lint: setup
 	ruff check src components pipelines serving tests
+	lint-imports
 
 compile: setup
 	longdoc pipeline compile
