@@ -7,7 +7,7 @@ from pathlib import Path
 
 from longdoc.config.params import Params
 from longdoc.stages.data import read_validated
-from longdoc.stages.registry import _server
+from longdoc.stages.registry import tracking_server
 
 
 def evaluate(params: Params, model_dir: Path, corpus_dir: Path, out_dir: Path) -> dict:
@@ -21,11 +21,11 @@ def compare(params: Params, run_ids: list[str], out_dir: Path, model_name: str) 
     from longdoc.evaluation.comparison import COMPARISON_FILES
     from longdoc.evaluation.comparison import compare as run_compare
     from longdoc.registry.promotion import current_champion
-    from longdoc.registry.tracking import resolve_tracking_uri, use_tracking
+    from longdoc.registry.tracking import use_tracking
 
-    mlflow = use_tracking(resolve_tracking_uri(params.registry.tracking_uri))
+    mlflow = use_tracking(params.registry.tracking_uri)  # resolves the URI (env:...) and checks it
     client = mlflow.MlflowClient()
-    with _server(params, "comparing the run's candidates"):
+    with tracking_server(params, "comparing the run's candidates"):
         frame = run_compare(client, run_ids, out_dir)
         experiment = mlflow.get_experiment_by_name(params.registry.experiment)
         with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="comparison"):

@@ -25,8 +25,10 @@ def _lineage(corpus_dir: Path, git_commit: str, pipeline_run_id: str):
                    summary["dvc_md5"], int(summary["quarantined"]), source.get("reference", ""))
 
 
-def _server(params: Params, doing: str):
-    """A failing tracking server ends the step with one error naming it (see tracking.server_errors)."""
+def tracking_server(params: Params, doing: str):
+    """A failing tracking server ends the step with one error naming it (see tracking.server_errors).
+
+    Shared by the stages that talk to MLflow (registry and compare)."""
     from longdoc.registry.tracking import resolve_tracking_uri, server_errors
 
     return server_errors(resolve_tracking_uri(params.registry.tracking_uri), doing)
@@ -38,7 +40,7 @@ def register(params: Params, train_dir: Path, eval_dir: Path, corpus_dir: Path, 
     from longdoc.registry.register import register as run_register
 
     summary = json.loads((train_dir / "train_summary.json").read_text())
-    with _server(params, f"registering {summary['variant']}"):
+    with tracking_server(params, f"registering {summary['variant']}"):
         return run_register(params, train_dir / "model", eval_dir, summary["variant"], summary["labels"],
                             _lineage(corpus_dir, git_commit, pipeline_run_id), train_dir=train_dir)
 
@@ -55,7 +57,7 @@ def baseline(params: Params, corpus_dir: Path, out_dir: Path, git_commit: str, p
     model.save(out_dir / "model")
     run_evaluate(model, BASELINE_NAME, corpus, params, out_dir / "evaluation")  # calibrated like every variant
     labels = sorted(train["label"].unique())
-    with _server(params, f"registering {BASELINE_NAME}"):
+    with tracking_server(params, f"registering {BASELINE_NAME}"):
         return run_register(params, out_dir / "model", out_dir / "evaluation", BASELINE_NAME, labels,
                             _lineage(corpus_dir, git_commit, pipeline_run_id), kind="baseline")
 
@@ -63,11 +65,11 @@ def baseline(params: Params, corpus_dir: Path, out_dir: Path, git_commit: str, p
 def gate(params: Params, model_name: str, versions: list[str], corpus_dir: Path):
     """One decision for the run's candidates of one task: at most one becomes champion."""
     from longdoc.registry.promotion import decide
-    from longdoc.registry.tracking import resolve_tracking_uri, use_tracking
+    from longdoc.registry.tracking import use_tracking
 
-    client = use_tracking(resolve_tracking_uri(params.registry.tracking_uri)).MlflowClient()
+    client = use_tracking(params.registry.tracking_uri).MlflowClient()
     current = _corpus_summary(corpus_dir)["data_version"]
-    with _server(params, f"gating {model_name}"):
+    with tracking_server(params, f"gating {model_name}"):
         return decide(client, model_name, versions, params.registry.champion_alias, current,
                       params.registry.gate, read_validated(corpus_dir))
 
@@ -75,7 +77,7 @@ def gate(params: Params, model_name: str, versions: list[str], corpus_dir: Path)
 def package(params: Params, model_name: str, version: str | None = None):
     from longdoc.registry.packaging import package as run_package
 
-    with _server(params, f"packaging {model_name}"):
+    with tracking_server(params, f"packaging {model_name}"):
         return run_package(params, model_name, version)
 
 
@@ -83,5 +85,5 @@ def champion_without_bento(params: Params, model_name: str) -> str | None:
     """Why a run must package the champion it did not promote (see packaging.champion_without_bento)."""
     from longdoc.registry.packaging import champion_without_bento as missing
 
-    with _server(params, f"looking for the Bento of {model_name}'s champion"):
+    with tracking_server(params, f"looking for the Bento of {model_name}'s champion"):
         return missing(params, model_name)
