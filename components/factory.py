@@ -6,8 +6,8 @@ from kfp import dsl
 
 from components import functions
 
-COMPONENTS = ("validate", "chunk", "train_encoder", "train", "evaluate", "register", "baseline", "gate", "compare",
-              "package")
+COMPONENTS = ("validate", "chunk", "crossfit_plan", "crossfit_fold", "crossfit_collect", "train_encoder", "train",
+              "evaluate", "register", "baseline", "gate", "compare", "package")
 TUNE_COMPONENTS = ("tune_open", "tune_prepare", "tune_trial", "tune_select")  # the sweep (pipelines/tune_pipeline.py)
 
 

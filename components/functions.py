@@ -1,6 +1,6 @@
 """Component bodies. Keep them to wiring: parse params, call one stage, hand over outputs."""
 
-from typing import NamedTuple
+from typing import List, NamedTuple  # noqa: UP035 (kfp reads List[...] in an artifact's annotation)
 
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
@@ -56,14 +56,48 @@ def train(params: str, variant: str, chunks: Input[Dataset], encoder: Input[Mode
     return float(summary["best_val_macro_f1"])
 
 
-def evaluate(params: str, corpus: Input[Dataset], model: Input[Model], evaluation: Output[Dataset],
+def crossfit_plan(corpus: Input[Dataset]) -> list:
+    """The fold tasks: one per fold and candidate family, or one no-op when the run is not cross-fitted."""
+    from pathlib import Path
+
+    from longdoc.stages.crossfit import plan
+
+    return plan(Path(corpus.path))
+
+
+def crossfit_fold(params: str, item: dict, corpus: Input[Dataset], chunks: Input[Dataset],
+                  fold: Output[Dataset]) -> str:
+    """One fold of one candidate family: trained without the fold, predicting it."""
+    from pathlib import Path
+
+    from longdoc.config.params import parse_params
+    from longdoc.stages.crossfit import run_fold
+
+    record = run_fold(parse_params(params), item, Path(corpus.path), Path(chunks.path), Path(fold.path))
+    return record.get("skipped") or f"fold {record['fold']} {record['family']}: {len(record['predicted'])} predicted"
+
+
+def crossfit_collect(params: str, corpus: Input[Dataset], folds: Input[List[Dataset]],  # noqa: UP006
+                     oof: Output[Dataset]) -> int:
+    """Every candidate scored over its out-of-fold predictions, after the leak audit; the documents decided on."""
+    from pathlib import Path
+
+    from longdoc.config.params import parse_params
+    from longdoc.stages.crossfit import collect
+
+    summary = collect(parse_params(params), Path(corpus.path), [Path(f.path) for f in folds], Path(oof.path))
+    return int(summary["documents"])
+
+
+def evaluate(params: str, corpus: Input[Dataset], model: Input[Model], oof: Input[Dataset], evaluation: Output[Dataset],
              metrics: Output[Metrics]) -> float:
     from pathlib import Path
 
     from longdoc.config.params import parse_params
     from longdoc.stages import evaluate as run
 
-    scores = run(parse_params(params), Path(model.path) / "model", Path(corpus.path), Path(evaluation.path))
+    scores = run(parse_params(params), Path(model.path) / "model", Path(corpus.path), Path(evaluation.path),
+                 Path(oof.path))
     for key in ("normal_accuracy", "normal_macro_f1", "inverted_accuracy", "inverted_macro_f1",
                 "inverted_gap_macro_f1"):
         metrics.log_metric(key, round(scores[key], 4))
@@ -86,7 +120,7 @@ def register(params: str, git_commit: str, pipeline_run_id: str, corpus: Input[D
     return namedtuple("Registered", ["version", "run_id", "model_name"])(reg.version, reg.run_id, reg.model_name)
 
 
-def baseline(params: str, git_commit: str, pipeline_run_id: str, corpus: Input[Dataset],
+def baseline(params: str, git_commit: str, pipeline_run_id: str, corpus: Input[Dataset], oof: Input[Dataset],
              evaluation: Output[Dataset]) -> NamedTuple(
                  "Registered", [("version", str), ("run_id", str), ("model_name", str)]):
     """TF-IDF + logistic regression, evaluated like the variants and registered as a candidate."""
@@ -96,7 +130,8 @@ def baseline(params: str, git_commit: str, pipeline_run_id: str, corpus: Input[D
     from longdoc.config.params import parse_params
     from longdoc.stages import baseline as run
 
-    reg = run(parse_params(params), Path(corpus.path), Path(evaluation.path), git_commit, pipeline_run_id)
+    reg = run(parse_params(params), Path(corpus.path), Path(evaluation.path), git_commit, pipeline_run_id,
+              Path(oof.path))
     print(f"registered {reg.model_name} v{reg.version} ({reg.variant})")
     return namedtuple("Registered", ["version", "run_id", "model_name"])(reg.version, reg.run_id, reg.model_name)
 

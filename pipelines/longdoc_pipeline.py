@@ -1,5 +1,11 @@
-"""validate -> chunk -> train encoder (stage 1) -> baseline + per variant (train -> evaluate -> register) -> gate
--> compare -> package.
+"""validate -> chunk -> cross-fit (per fold and family) -> train encoder (stage 1) -> baseline + per variant
+(train -> evaluate -> register) -> gate -> compare -> package.
+
+Cross-fitting (evaluate.folds, decided when the corpus is validated): one task per fold and candidate
+family (a ParallelFor, so a cluster trains the folds side by side), then one task that audits them
+for leaks and scores every candidate over its out-of-fold predictions; the evaluate and baseline
+tasks attach those scores to the refit models. A run that holds out a test split instead has one
+no-op fold task (kfp's local runner cannot loop over an empty list).
 
 Two-stage training: the encoder is fine-tuned once (the GPU task) and every variant starts from it,
 most of them training only a head on its cached chunk vectors; with train.two_stage off the encoder
@@ -91,15 +97,23 @@ def make_pipeline(image: str, gpu: GpuParams, name: str = "longdoc", parallelism
         validated.set_display_name("validate corpus (GX)")
         corpus = validated.outputs["corpus"]
         chunked = c.chunk(params=params, corpus=corpus).set_display_name("chunk")
+        planned = c.crossfit_plan(corpus=corpus).set_display_name("plan folds")
+        with dsl.ParallelFor(items=planned.output, name="folds", parallelism=parallelism) as item:
+            fold = trains(c.crossfit_fold(params=params, item=item, corpus=corpus, chunks=chunked.outputs["chunks"]))
+            fold.set_display_name("cross-fit: one fold, one family")
+        collected = c.crossfit_collect(params=params, corpus=corpus, folds=dsl.Collected(fold.outputs["fold"]))
+        collected.set_display_name("out-of-fold scores (leak audit)")
+        oof = collected.outputs["oof"]
         base = c.baseline(params=params, git_commit=git_commit, pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                          corpus=corpus)
+                          corpus=corpus, oof=oof)
         use_mlflow_secret(base, cluster).set_display_name("TF-IDF baseline (register)").set_caching_options(False)
         encoder = trains(c.train_encoder(params=params, chunks=chunked.outputs["chunks"]))
         encoder.set_display_name("train encoder (stage 1)")
         with dsl.ParallelFor(items=variants, name="variants", parallelism=parallelism) as variant:
             trained = trains(c.train(params=params, variant=variant, chunks=chunked.outputs["chunks"],
                                      encoder=encoder.outputs["encoder"]))
-            evaluated = mount_volume(c.evaluate(params=params, corpus=corpus, model=trained.outputs["model"]), cluster)
+            evaluated = mount_volume(c.evaluate(params=params, corpus=corpus, model=trained.outputs["model"], oof=oof),
+                                     cluster)
             registered = c.register(params=params, git_commit=git_commit,
                                     pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER, corpus=corpus,
                                     model=trained.outputs["model"], evaluation=evaluated.outputs["evaluation"])

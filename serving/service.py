@@ -167,6 +167,11 @@ class LongdocService:
                 "limits": {"max_chars": MAX_CHARS, "max_batch_docs": MAX_BATCH_DOCS, "max_body_bytes": MAX_BODY_BYTES,
                            "max_latency_ms": MAX_LATENCY_MS},
                 "temperature": self.predictor.temperature,
+                # how the figures it was promoted on were measured: cross-fitted (every document, out of fold) or
+                # on the held-out test split, over how many documents
+                "evaluation": {"method": self.info.get("evaluation") or "held-out",
+                               "folds": int(self.info.get("folds") or 0),
+                               "documents": int(self.info.get("decision_docs") or 0)},
                 "quantized": QUANTIZE,
                 "bento_model": str(self.bento_model.tag)}
 

@@ -22,7 +22,8 @@ SMALL = {"data.sample_per_label": 12, "train.epochs": 1, "train.max_steps": 4, "
          "train.variants": ["head", "attention"], "train.overrides": {}, "train.max_chunks": 4,
          "chunking.chunk_tokens": 64, "chunking.overlap": 8, "chunking.sentence_slack": 16,
          "evaluate.docs_per_label": None, "evaluate.sweep_docs_per_label": 2, "train.val_docs_per_label": None,
-         "registry.gate.max_inverted_gap": 1.0}
+         "registry.gate.max_inverted_gap": 1.0,
+         "evaluate.folds": 0}  # held out here; test_crossfit.py and test_pipeline's second task cross-fit
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")

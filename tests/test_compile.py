@@ -7,8 +7,8 @@ import yaml
 
 from tests.conftest import cli
 
-COMPONENTS = {"validate", "chunk", "train-encoder", "train", "evaluate", "register", "baseline", "gate", "compare",
-              "package"}
+COMPONENTS = {"validate", "chunk", "crossfit-plan", "crossfit-fold", "crossfit-collect", "train-encoder", "train",
+              "evaluate", "register", "baseline", "gate", "compare", "package"}
 
 
 @pytest.fixture(scope="module")
@@ -21,31 +21,47 @@ def compiled(tmp_path_factory):
 
 def test_tasks_and_order(compiled):
     tasks = compiled["root"]["dag"]["tasks"]
-    assert set(tasks) == {"validate", "chunk", "train-encoder", "baseline", "for-loop-1", "gate", "compare",
-                          "condition-2"}
+    assert set(tasks) == {"validate", "chunk", "crossfit-plan", "for-loop-1", "crossfit-collect", "train-encoder",
+                          "baseline", "for-loop-2", "gate", "compare", "condition-3"}
     assert tasks["chunk"]["dependentTasks"] == ["validate"]
     # two-stage training: the encoder is trained once, before the fan-out over variants that start from it
     assert tasks["train-encoder"]["dependentTasks"] == ["chunk"]
-    assert "train-encoder" in tasks["for-loop-1"]["dependentTasks"]
+    assert "train-encoder" in tasks["for-loop-2"]["dependentTasks"]
     # one gate after every candidate (each variant and the baseline) is registered: one writer of the alias
-    assert set(tasks["gate"]["dependentTasks"]) == {"baseline", "for-loop-1", "validate"}
-    assert set(tasks["compare"]["dependentTasks"]) == {"baseline", "for-loop-1", "gate"}
-    loop = tasks["for-loop-1"]
+    assert set(tasks["gate"]["dependentTasks"]) == {"baseline", "for-loop-2", "validate"}
+    assert set(tasks["compare"]["dependentTasks"]) == {"baseline", "for-loop-2", "gate"}
+    loop = tasks["for-loop-2"]
     assert loop["taskInfo"]["name"] == "variants"  # dsl.ParallelFor over train.variants
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--variants"
-    inner = compiled["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    inner = compiled["components"]["comp-for-loop-2"]["dag"]["tasks"]
     assert set(inner) == {"train", "evaluate", "register"}
     assert set(inner["register"]["dependentTasks"]) == {"train", "evaluate"}
     encoder_input = inner["train"]["inputs"]["artifacts"]["encoder"]
     assert encoder_input["componentInputArtifact"] == "pipelinechannel--train-encoder-encoder"
 
 
+def test_folds_are_a_parallel_for_whose_scores_every_candidate_waits_for(compiled):
+    """Cross-fitting: one task per fold and family over the plan's items, side by side on a cluster; every
+    candidate's evaluation (and the baseline's) reads the collected out-of-fold scores."""
+    tasks = compiled["root"]["dag"]["tasks"]
+    folds = tasks["for-loop-1"]
+    assert folds["taskInfo"]["name"] == "folds"
+    assert folds["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--crossfit-plan-Output"
+    assert set(folds["dependentTasks"]) == {"chunk", "crossfit-plan", "validate"}
+    assert list(compiled["components"]["comp-for-loop-1"]["dag"]["tasks"]) == ["crossfit-fold"]
+    assert set(tasks["crossfit-collect"]["dependentTasks"]) == {"for-loop-1", "validate"}
+    assert "crossfit-collect" in tasks["baseline"]["dependentTasks"]
+    assert "crossfit-collect" in tasks["for-loop-2"]["dependentTasks"]
+    oof = compiled["components"]["comp-for-loop-2"]["dag"]["tasks"]["evaluate"]["inputs"]["artifacts"]["oof"]
+    assert oof["componentInputArtifact"] == "pipelinechannel--crossfit-collect-oof"
+
+
 def test_packaging_runs_only_when_the_gate_promoted(compiled):
-    condition = compiled["root"]["dag"]["tasks"]["condition-2"]
+    condition = compiled["root"]["dag"]["tasks"]["condition-3"]
     assert set(condition["dependentTasks"]) == {"baseline", "compare", "gate"}
     assert condition["triggerPolicy"]["condition"] == \
         "inputs.parameter_values['pipelinechannel--gate-Output'] == 'package'"
-    assert list(compiled["components"]["comp-condition-2"]["dag"]["tasks"]) == ["package"]
+    assert list(compiled["components"]["comp-condition-3"]["dag"]["tasks"]) == ["package"]
 
 
 def test_every_task_runs_the_project_image_without_pip(compiled):
@@ -94,7 +110,8 @@ REFERENCE = "dvc://https://git.example/acme/longdoc.git?rev=v1.0#data/corpus.jso
 PASSWORD = "s3cr3t-pw"
 LEAKY_URI = f"http://user:{PASSWORD}@mlflow.example:5000"
 MLFLOW_TASKS = {"register", "baseline", "gate", "compare", "package"}
-VOLUME_TASKS = {"train-encoder", "train", "evaluate"}  # training writes checkpoints and the cache; evaluation reads it
+# training writes checkpoints and the cache (a fold's encoder too); evaluation reads it
+VOLUME_TASKS = {"train-encoder", "train", "evaluate", "crossfit-fold"}
 
 
 @pytest.fixture(scope="module")
@@ -157,13 +174,13 @@ def test_training_tasks_mount_the_volume_request_a_gpu_and_retry(cluster_compile
     for task in VOLUME_TASKS:
         [mount] = k8s[f"exec-{task}"]["pvcMount"]
         assert mount["mountPath"] == "/mnt/longdoc" and mount["constant"] == "longdoc-cache", task
-    for task in ("exec-train-encoder", "exec-train"):
+    for task in ("exec-train-encoder", "exec-train", "exec-crossfit-fold"):
         accelerator = executors[task]["container"]["resources"]["accelerator"]
         assert accelerator["resourceType"] == "nvidia.com/gpu" and str(accelerator["resourceCount"]) == "1"
     for task in ("validate", "chunk", "baseline", "register", "gate", "compare", "package"):
         assert "pvcMount" not in k8s.get(f"exec-{task}", {}), task
     assert docs[0]["root"]["dag"]["tasks"]["train-encoder"]["retryPolicy"]["maxRetryCount"] == 1
-    inner = docs[0]["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    inner = docs[0]["components"]["comp-for-loop-2"]["dag"]["tasks"]
     assert inner["train"]["retryPolicy"]["maxRetryCount"] == 1 and "retryPolicy" not in inner["evaluate"]
 
 

@@ -40,7 +40,7 @@ def variant_dirs(run) -> dict[str, Path]:
     """The kfp local output folder of each ParallelFor iteration, by the variant it trained."""
     root = Path(run["overrides"]["pipeline.pipeline_root"])
     found = {}
-    for iteration in root.glob("*/for-loop-1-iteration-*"):
+    for iteration in root.glob("*/for-loop-2-iteration-*"):
         summary = json.loads(next(iteration.glob("train/*/train_summary.json")).read_text())
         found[summary["variant"]] = iteration
     return found
@@ -440,7 +440,7 @@ def second_task(run, client, demo_corpus, tmp_path_factory) -> dict:
     write_jsonl(frame, source)
     corpus = tmp / "data" / "corpus.jsonl"
     overrides = {**SMALL, "data.corpus": str(corpus), "data.sample_per_label": None, "train.variants": ["head"],
-                 "pipeline.pipeline_root": str(tmp / "kfp")}
+                 "pipeline.pipeline_root": str(tmp / "kfp"), "evaluate.folds": "auto"}  # 6 test documents: cross-fits
     imported = cli("data", "import", str(source), "--out", str(corpus), "--no-dvc", *set_args(overrides),
                    env={**run["env"], "COLUMNS": "200"})
     assert imported.returncode == 0, imported.stdout + imported.stderr

@@ -40,6 +40,7 @@ app.add_typer(models_app, name="models")
 
 ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="The params file.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-S", help="Override a param: train.epochs=1.")]
+OofOpt = Annotated[Path, typer.Option(help="The crossfit stage's output: read when the run is cross-fitted.")]
 PROFILE_ENV = "LONGDOC_PROFILE"
 OUT = Path("outputs")
 
@@ -189,6 +190,21 @@ def chunk(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, corpus: 
     _console().print(run(_params(params, set_), corpus, out))
 
 
+@app.command()
+def crossfit(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, corpus: Path = OUT / "validation",
+             chunks: Path = OUT / "chunks", out: Path = OUT / "crossfit") -> None:
+    """Cross-fit every candidate, fold after fold, and score each out of fold (a no-op when the run holds out a
+    test split; evaluate.folds decides at validation)."""
+    from longdoc.stages.crossfit import run_all
+
+    summary = run_all(_params(params, set_), corpus, chunks, out)
+    if summary["folds"]:
+        _console().print(f"{summary['documents']} documents predicted out of {summary['folds']} folds by "
+                         f"{', '.join(summary['candidates'])}; no model learned from a document it predicted")
+    else:
+        _console().print("not cross-fitted: the held-out test split decides")
+
+
 @app.command("train-encoder")
 def train_encoder(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, chunks: Path = OUT / "chunks",
                   out: Path = OUT / "encoder") -> None:
@@ -220,11 +236,11 @@ def train(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, chunks: 
 
 @app.command()
 def evaluate(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, model: Path = OUT / "train" / "model",
-             corpus: Path = OUT / "validation", out: Path = OUT / "eval") -> None:
-    """Evaluate on the test split, normal and inverted (stage 4)."""
+             corpus: Path = OUT / "validation", out: Path = OUT / "eval", oof: OofOpt = OUT / "crossfit") -> None:
+    """Evaluate on the test split, normal and inverted (stage 4); cross-fitted: out of fold, from --oof."""
     from longdoc.stages import evaluate as run
 
-    scores = run(_params(params, set_), model, corpus, out)
+    scores = run(_params(params, set_), model, corpus, out, oof)
     _console().print({k: round(v, 4) for k, v in scores.items() if "_f1_" not in k})
 
 
@@ -245,13 +261,13 @@ def register(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, train
 
 @app.command()
 def baseline(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None, corpus: Path = OUT / "validation",
-             out: Path = OUT / "baseline") -> None:
+             out: Path = OUT / "baseline", oof: OofOpt = OUT / "crossfit") -> None:
     """Fit, evaluate and register the TF-IDF + logistic regression baseline as a candidate."""
     from longdoc.registry.lineage import git_commit
     from longdoc.registry.register import registration_json
     from longdoc.stages import baseline as run
 
-    reg = run(_params(params, set_), corpus, out, git_commit(), "dvc")
+    reg = run(_params(params, set_), corpus, out, git_commit(), "dvc", oof)
     (out / "run.json").write_text(registration_json(reg))
     _console().print(f"baseline registered as {reg.model_name} v{reg.version} (MLflow run {reg.run_id})")
 

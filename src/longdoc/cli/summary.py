@@ -67,12 +67,47 @@ def summary_table():
 
 def training_cost(m: dict) -> str:
     """Encoder tokens through forward and backward, and seconds: the variant's own, plus the stage-1 fine-tune
-    it starts from (shared by every variant of the run)."""
+    it starts from (shared by every variant of the run), plus, cross-fitted, its k fold trainings (each with
+    its fold's own stage 1)."""
     own = f"{m.get('train_encoder_tokens', 0) / 1e6:.2f}M tok, {m.get('train_train_seconds', 0):.0f} s"
     if m.get("train_stage1_encoder_tokens"):
         shared = m["train_stage1_encoder_tokens"] / 1e6
-        return f"{own} + stage 1 {shared:.2f}M tok, {m['train_stage1_train_seconds']:.0f} s"
+        own += f" + stage 1 {shared:.2f}M tok, {m['train_stage1_train_seconds']:.0f} s"
+    if m.get("folds"):
+        tokens = (m.get("folds_encoder_tokens", 0) + m.get("folds_stage1_encoder_tokens", 0)) / 1e6
+        seconds = m.get("folds_train_seconds", 0) + m.get("folds_stage1_train_seconds", 0)
+        own += f" + {int(m['folds'])} folds {tokens:.2f}M tok, {seconds:.0f} s"
     return own
+
+
+def decision_rows(client, name: str, runs: list, versions: dict) -> list[tuple[str, str]]:
+    """How many documents the decision rests on and the smallest difference it can resolve there: the half-width
+    of the paired interval between the best transformer and the baseline (a gain smaller than that is noise at
+    this size), beside what the size alone promised before training."""
+    from longdoc.evaluation.resolution import observed_resolution, planned_resolution
+    from longdoc.registry.promotion import difference
+
+    first = runs[0].data
+    documents = int(first.metrics.get("test_docs", 0))
+    if first.tags.get("evaluation") == "cross-fitted":
+        how = (f"cross-fitted: all {documents} documents, each predicted by models of {int(first.metrics['folds'])} "
+               "folds that never saw its label; the registered models are refit on all of them")
+    else:
+        how = f"held out: {documents} test documents"
+    rows = [("decision", f"{how} ({int(first.metrics.get('single_unit_docs', 0))} with a single unit, left out of "
+                         "the robustness gaps)")]
+    models = [r for r in runs if r.data.tags.get("kind") == "model" and r.info.run_id in versions]
+    base = [r for r in runs if r.data.tags.get("kind") == "baseline" and r.info.run_id in versions]
+    planned = f"about ±{planned_resolution(documents):.3f} expected from the size alone"
+    if not models or not base:
+        return [*rows, ("resolves", f"{planned} (no transformer and baseline pair to measure it on)")]
+    best = max(models, key=lambda r: r.data.metrics.get("normal_macro_f1", 0))
+    diff = difference(client, name, versions[best.info.run_id], versions[base[0].info.run_id])
+    resolution = observed_resolution(diff.low, diff.high)
+    verdict = "resolved" if diff.low > 0 or diff.high < 0 else "not resolved"
+    return [*rows, ("resolves", f"macro-F1 differences beyond ±{resolution:.3f} on these documents ({planned}); "
+                                f"{best.data.tags.get('variant')} - baseline = {diff.point:+.3f} "
+                                f"[{diff.low:+.3f}, {diff.high:+.3f}]: {verdict}")]
 
 
 def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> bool:
@@ -116,9 +151,8 @@ def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> boo
         ("task", f"{first.data.tags.get('task')} (registered model {name})"),
         ("data version", f"{first.data.tags.get('data_version')} (hash of the validated corpus; DVC md5 "
                          f"{first.data.tags.get('dvc_md5', 'untracked')})"),
-        ("validation", f"passed; {first.data.tags.get('quarantined_docs', '0')} document(s) quarantined; evaluated on "
-                       f"{int(m.get('test_docs', 0))} test documents ({int(m.get('single_unit_docs', 0))} with a "
-                       "single unit, left out of the robustness gaps)"),
+        ("validation", f"passed; {first.data.tags.get('quarantined_docs', '0')} document(s) quarantined"),
+        *decision_rows(client, name, runs, versions),
         ("tracking URI", redact(resolve_tracking_uri(params.registry.tracking_uri))),
     ]
     if champion is None:
@@ -131,7 +165,7 @@ def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> boo
             base_run = next((r for r in runs if r.info.run_id == champion.run_id), None)
             note = _cost_note(runs, base_run) if base_run else ""
             rows.append(("baseline wins", "no transformer beat TF-IDF + logistic regression by min_gain on these "
-                                          f"test documents; {note}"))
+                                          f"documents; {note}"))
     bento = champion.tags.get("bento") if champion is not None else None
     if bento:
         when = "packaged by this run" if promoted else "packaged by an earlier run: no new champion this run"

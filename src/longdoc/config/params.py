@@ -239,6 +239,33 @@ class EvaluateParams(_Section):
     batch_size: int = Field(8, ge=1, description="Documents per inference batch (all their chunks in one call).")
     docs_per_label: int | None = Field(None, ge=1, description="Evaluate on at most N test documents per label.")
     sweep_docs_per_label: int | None = Field(None, ge=1, description="Documents per label for the position sweep.")
+    folds: Literal["auto"] | Annotated[int, Field(ge=0)] = Field(
+        "auto", description="Cross-fitted evaluation: every candidate is trained k times on k-1 folds and predicts "
+                            "the remaining one, so the decision rests on every document (0: the held-out test split "
+                            "only; auto: 5 folds when the test split cannot resolve registry.gate.min_gain + "
+                            "wanted_resolution, see longdoc.evaluation.resolution).")
+    wanted_resolution: float = Field(0.08, gt=0, lt=1, description="With folds: auto, the paired macro-F1 difference "
+                                                                   "(above min_gain) a decision must be able to "
+                                                                   "tell from zero.")
+
+    @field_validator("folds", mode="before")
+    @classmethod
+    def _auto_or_fold_count(cls, value: Any) -> Any:
+        """0 (held-out), auto, or at least 2 folds: one fold would train on nothing."""
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        if value == "auto" or (whole and (value == 0 or value >= 2)):
+            return value
+        raise ValueError(f"must be auto, 0 (held-out test split only) or a number of folds of at least 2, "
+                         f"not {value!r}")
+
+
+class BaselineParams(_Section):
+    """The TF-IDF + logistic regression candidate every transformer must beat."""
+
+    max_features: int | None = Field(None, ge=1, description="Vocabulary size: the most frequent words and bigrams "
+                                                              "kept (null: every one seen in two documents).")
 
 
 class GateParams(_Section):
@@ -393,6 +420,7 @@ class Params(_Section):
     reformer: ReformerParams = ReformerParams()
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
+    baseline: BaselineParams = BaselineParams()
     registry: RegistryParams = RegistryParams()
     serving: ServingParams = ServingParams()
     pipeline: PipelineParams = PipelineParams()

@@ -23,6 +23,7 @@ from longdoc.data.splits import sample_per_label
 from longdoc.errors import LongdocError
 from longdoc.evaluation.metrics import (
     bootstrap_interval,
+    calibration_error,
     classification_metrics,
     confusion,
     expected_calibration_error,
@@ -58,6 +59,14 @@ def _run_view(model: TextClassifier, texts: list[str], batch_size: int) -> tuple
     started = time.perf_counter()
     probs, n_chunks = model.predict_proba(texts, batch_size)
     return probs, n_chunks, time.perf_counter() - started
+
+
+def speed(model: TextClassifier, texts: list[str], params: Params) -> dict[str, float]:
+    """Documents per second on the first ``SPEED_DOCS`` texts with every chunk vector computed, and peak memory."""
+    texts = texts[:SPEED_DOCS]
+    with model.vector_cache(None):
+        _, _, seconds = _run_view(model, texts, params.evaluate.batch_size)
+    return {"docs_per_second": len(texts) / seconds, "eval_peak_rss_mb": peak_memory_mb()}
 
 
 def calibrate(model: TextClassifier, corpus: pd.DataFrame, params: Params, out_dir: Path) -> float:
@@ -96,6 +105,44 @@ def _gap_metrics(view: str, y: np.ndarray, normal: np.ndarray, other: np.ndarray
     return out
 
 
+def view_metrics(rows: pd.DataFrame, labels: list[str], seed: int) -> dict[str, float]:
+    """Scores of every view, the normal view's intervals and the robustness gaps, from prediction rows (one per
+    document and view, as ``predictions.parquet`` holds them).
+
+    From rows rather than from a model, so a held-out evaluation and the out-of-fold predictions of a
+    cross-fitted one (:mod:`longdoc.evaluation.crossfit`) are scored by the same code. Documents keep the
+    order of the normal view's rows: the bootstrap resamples by position.
+    """
+    index = {label: i for i, label in enumerate(labels)}
+    normal = rows[rows["view"] == "normal"].set_index("id")
+    y = np.array([index[t] for t in normal["label"]])
+    multi = (normal["units"] > 1).to_numpy()
+    kinds = Counter(normal["unit"])
+    metrics: dict[str, float] = {"test_docs": float(len(normal)), "single_unit_docs": float((~multi).sum()),
+                                 "robustness_docs": float(multi.sum()),
+                                 **{f"unit_docs_{k}": float(kinds.get(k, 0)) for k in UNIT_KINDS}}
+    predicted: dict[str, np.ndarray] = {}
+    for view in VIEWS:
+        part = rows[rows["view"] == view].set_index("id").loc[normal.index]
+        predicted[view] = np.array([index[p] for p in part["predicted"]])
+        metrics.update({f"{view}_{k}": v for k, v in classification_metrics(
+            normal["label"].tolist(), part["predicted"].tolist(), labels).items()})
+        metrics[f"{view}_ece"] = calibration_error(part["confidence"].to_numpy(), predicted[view] == y)
+    metrics.update(_interval_metrics("normal", y, predicted["normal"], len(labels), seed))
+    metrics["mean_chunks_per_doc"] = float(normal["n_chunks"].mean())
+    for view in ("inverted", "shuffled"):
+        metrics.update(_gap_metrics(view, y, predicted["normal"], predicted[view], multi, len(labels), seed))
+    return metrics
+
+
+def confusion_pngs(rows: pd.DataFrame, labels: list[str], name: str, documents: str, out_dir: Path) -> None:
+    """The normal and inverted views' confusion matrices, from prediction rows."""
+    for view in ("normal", "inverted"):
+        part = rows[rows["view"] == view]
+        confusion_png(confusion(part["label"].tolist(), part["predicted"].tolist(), labels), labels,
+                      f"{name}: {view} {documents}", out_dir / f"confusion_{view}.png")
+
+
 def evaluate(model: TextClassifier, name: str, corpus: pd.DataFrame, params: Params, out_dir: Path) -> dict:
     """Write ``metrics.json``, ``predictions.parquet``, confusion matrices and the position-sweep plot.
 
@@ -107,10 +154,7 @@ def evaluate(model: TextClassifier, name: str, corpus: pd.DataFrame, params: Par
     with model.vector_cache(params.cache_root):
         metrics = _evaluate(model, name, corpus, params, out_dir)
     test = sample_per_label(corpus[corpus["split"] == "test"], params.evaluate.docs_per_label, params.data.seed)
-    with model.vector_cache(None):
-        _, _, seconds = _run_view(model, test["text"].tolist()[:SPEED_DOCS], params.evaluate.batch_size)
-    metrics["docs_per_second"] = min(len(test), SPEED_DOCS) / seconds
-    metrics["eval_peak_rss_mb"] = peak_memory_mb()
+    metrics.update(speed(model, test["text"].tolist(), params))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     return metrics
 
@@ -127,37 +171,23 @@ def _evaluate(model: TextClassifier, name: str, corpus: pd.DataFrame, params: Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     temperature = calibrate(model, corpus, params, out_dir)
     index = {label: i for i, label in enumerate(model.labels)}
-    n_labels = len(model.labels)
     y_true = test["label"].tolist()
     y = np.array([index[t] for t in y_true])
     doc_units = [units(t) for t in test["text"]]
-    multi = np.array([len(u.parts) > 1 for u in doc_units])
-    kinds = Counter(u.kind for u in doc_units)
-    metrics: dict[str, float] = {"test_docs": float(len(test)), "temperature": temperature,
-                                 "single_unit_docs": float((~multi).sum()), "robustness_docs": float(multi.sum()),
-                                 **{f"unit_docs_{k}": float(kinds.get(k, 0)) for k in UNIT_KINDS}}
-    predicted: dict[str, np.ndarray] = {}
+    metrics: dict[str, float] = {"temperature": temperature}
     rows = []
     for view, make in VIEWS.items():
         probs, n_chunks, _ = _run_view(model, [make(t, seed) for t in test["text"]], cfg.batch_size)
-        pred = probs.argmax(1)
-        predicted[view] = pred
-        y_pred = [model.labels[i] for i in pred]
-        metrics.update({f"{view}_{k}": v for k, v in classification_metrics(y_true, y_pred, model.labels).items()})
-        metrics[f"{view}_ece"] = expected_calibration_error(probs, y)
         if view == "normal":
             metrics["normal_ece_uncalibrated"] = expected_calibration_error(with_temperature(probs, 1 / temperature), y)
-            metrics.update(_interval_metrics("normal", y, pred, n_labels, seed))
-            metrics["mean_chunks_per_doc"] = float(np.mean(n_chunks))
-        if view in ("normal", "inverted"):
-            confusion_png(confusion(y_true, y_pred, model.labels), model.labels, f"{name}: {view} test documents",
-                          out_dir / f"confusion_{view}.png")
+        y_pred = [model.labels[i] for i in probs.argmax(1)]
         rows += [{"id": i, "view": view, "label": t, "predicted": p, "n_chunks": n, "confidence": float(c),
                   "unit": u.kind, "units": len(u.parts)}
                  for i, t, p, n, c, u in zip(test["id"], y_true, y_pred, n_chunks, probs.max(1), doc_units,
                                              strict=True)]
-    for view in ("inverted", "shuffled"):
-        metrics.update(_gap_metrics(view, y, predicted["normal"], predicted[view], multi, n_labels, seed))
+    predictions = pd.DataFrame(rows)
+    metrics.update(view_metrics(predictions, model.labels, seed))
+    confusion_pngs(predictions, model.labels, name, "test documents", out_dir)
 
     sweep_docs = sample_per_label(test, cfg.sweep_docs_per_label, seed)
     sweep_true = sweep_docs["label"].tolist()
@@ -167,17 +197,21 @@ def _evaluate(model: TextClassifier, name: str, corpus: pd.DataFrame, params: Pa
                                                            for i, y in zip(probs.argmax(1), sweep_true, strict=True)]))
     sweep_png({name: [metrics[f"sweep_accuracy_{v}"] for v in SWEEP]}, SWEEP_POSITIONS,
               f"{name}: first paragraph moved ({len(sweep_docs)} documents)", out_dir / "position_sweep.png")
-    pd.DataFrame(rows).to_parquet(out_dir / PREDICTIONS_FILE, index=False)
+    predictions.to_parquet(out_dir / PREDICTIONS_FILE, index=False)
     return metrics
 
 
-def evaluate_model(model_dir: Path, corpus: pd.DataFrame, params: Params, out_dir: Path) -> dict:
+def load_for_evaluation(model_dir: Path, params: Params):
+    """The trained model's predictor, on the GPU when there is one (bf16, as serving on a GPU would be); it was
+    always the CPU, which took minutes per view at the GPU profile's 16 windows of 510 tokens (seen on an H200)."""
     import torch
 
     from longdoc.models.inference import load_predictor
 
-    # on the GPU when there is one (bf16, as serving on a GPU would be); it was always the CPU, which took
-    # minutes per view at the GPU profile's 16 windows of 510 tokens (seen on an H200)
     device = "cuda" if params.train.device != "cpu" and torch.cuda.is_available() else "cpu"
-    predictor = load_predictor(model_dir, device)
+    return load_predictor(model_dir, device)
+
+
+def evaluate_model(model_dir: Path, corpus: pd.DataFrame, params: Params, out_dir: Path) -> dict:
+    predictor = load_for_evaluation(model_dir, params)
     return evaluate(predictor, predictor.card.variant, corpus, params, out_dir)

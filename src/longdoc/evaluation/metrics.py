@@ -23,8 +23,11 @@ def classification_metrics(y_true: list[str], y_pred: list[str], labels: list[st
 
 def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, bins: int = ECE_BINS) -> float:
     """Weighted gap between confidence and accuracy over equal-width confidence bins."""
-    confidence = probs.max(1)
-    correct = probs.argmax(1) == y_true
+    return calibration_error(probs.max(1), probs.argmax(1) == y_true, bins)
+
+
+def calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
+    """ECE from each document's top probability and whether its top label was right (what prediction rows keep)."""
     edges = np.linspace(0.0, 1.0, bins + 1)
     ece = 0.0
     for low, high in zip(edges[:-1], edges[1:], strict=True):

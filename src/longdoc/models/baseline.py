@@ -39,13 +39,15 @@ class BaselinePredictor:
         self.temperature = 1.0
 
     @classmethod
-    def fit(cls, texts: list[str], labels: list[str], seed: int = 13) -> BaselinePredictor:
+    def fit(cls, texts: list[str], labels: list[str], seed: int = 13, max_features: int | None = None
+            ) -> BaselinePredictor:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import make_pipeline
 
         min_df = 2 if len(texts) >= 50 else 1  # a tiny corpus has few words seen twice
-        pipeline = make_pipeline(TfidfVectorizer(sublinear_tf=True, min_df=min_df, ngram_range=(1, 2)),
+        pipeline = make_pipeline(TfidfVectorizer(sublinear_tf=True, min_df=min_df, ngram_range=(1, 2),
+                                                 max_features=max_features),
                                  LogisticRegression(C=10.0, max_iter=2000, random_state=seed))
         pipeline.fit(texts, labels)
         return cls(pipeline, [str(c) for c in pipeline.classes_])

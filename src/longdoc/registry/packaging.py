@@ -18,6 +18,7 @@ from longdoc.registry.tracking import use_tracking
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
 MODEL_TAG_ENV = "LONGDOC_BENTO_MODEL"
+EVALUATION_TAGS = ("evaluation", "folds", "decision_docs")  # how its figures were measured, for /metadata
 
 
 @dataclass
@@ -59,7 +60,7 @@ def import_champion(params: Params, name: str, version: str | None = None):
     task = mv.tags.get("task", "")
     labels = {"model_name": name, "model_version": str(mv.version), "alias": "" if version else alias,
               "variant": mv.tags.get("variant", ""), "data_version": mv.tags.get("data_version", ""),
-              "task": task}
+              "task": task, **{k: mv.tags.get(k, "") for k in EVALUATION_TAGS}}
     bento_model = f"{params.serving.bento_model}-{task}" if task else params.serving.bento_model
     return bentoml.mlflow.import_model(bento_model, model_uri=f"models:/{name}/{mv.version}",
                                        labels=labels), str(mv.version)

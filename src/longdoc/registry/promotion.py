@@ -73,10 +73,13 @@ class Difference:
     high: float
     documents: int
     rescored: bool = False
+    out_of_fold: bool = False  # the candidate's answers are cross-fitted: every document of its corpus, out of fold
 
     def __str__(self) -> str:
-        note = ", champion re-scored on the candidate's test split" if self.rescored else ""
-        return f"{self.point:+.4f} [{self.low:+.4f}, {self.high:+.4f}] on {self.documents} test documents{note}"
+        kind = "out-of-fold" if self.out_of_fold else "test"
+        note = f", champion re-scored on the candidate's {'documents' if self.out_of_fold else 'test split'}"
+        note = note if self.rescored else ""
+        return f"{self.point:+.4f} [{self.low:+.4f}, {self.high:+.4f}] on {self.documents} {kind} documents{note}"
 
 
 def current_champion(client, name: str, alias: str):
@@ -186,7 +189,7 @@ def difference(client, name: str, a, b, corpus: pd.DataFrame | None = None, resc
     index = {label: i for i, label in enumerate(labels)}
     y, ya, yb = (np.array([index[v] for v in col]) for col in (pa["label"], pa["predicted"], predicted_b))
     point, low, high = paired_difference("macro_f1", y, ya, yb, len(labels))
-    return Difference(point, low, high, len(y), rescored)
+    return Difference(point, low, high, len(y), rescored, "fold" in pa.columns)
 
 
 def _refuse(client, name: str, version, alias: str, previous: str | None, reasons: list[str]) -> None:

@@ -26,6 +26,7 @@ import pandas as pd
 
 from longdoc.config.params import Params
 from longdoc.errors import LongdocError
+from longdoc.evaluation.crossfit import FOLDS_FILE, is_cross_fitted
 from longdoc.redaction import redact
 from longdoc.registry.tracking import artifact_root, resolve_tracking_uri, use_tracking
 
@@ -134,7 +135,7 @@ def _log_run_contents(mlflow, params: Params, model_dir: Path, eval_dir: Path, t
             if "val_macro_f1" in row:
                 mlflow.log_metric("val_macro_f1", row["val_macro_f1"], step=row["step"])
     for name in [*sorted(p.name for p in eval_dir.glob("*.png")), "metrics.json", "predictions.parquet",
-                 "calibration.json"]:
+                 "calibration.json", FOLDS_FILE]:
         if (eval_dir / name).is_file():
             mlflow.log_artifact(str(eval_dir / name), artifact_path="evaluation")
     example = pd.DataFrame({"text": ["Shares in the media giant rose after quarterly profits beat forecasts."]})
@@ -168,11 +169,12 @@ def register(params: Params, model_dir: Path, eval_dir: Path, variant: str, labe
     version = None
     summary = json.loads((train_dir / "train_summary.json").read_text()) if train_dir is not None else None
     tags = {"variant": variant, "kind": kind, "task": task, "model_name": name, **_lineage_tags(params, lineage),
-            **_learning_tags(summary)}
+            **_learning_tags(summary), **_evaluation_tags(eval_dir)}
     tags = {key: redact(value) for key, value in tags.items()}  # data_source names the repository it came from
     with mlflow.start_run(experiment_id=experiment_id, run_name=variant) as run:
         try:
             info, metrics = _log_run_contents(mlflow, params, model_dir, eval_dir, train_dir, summary, labels)
+            tags.update(_fold_runs(mlflow, eval_dir, variant))
             mlflow.set_tags(tags)
             version = mlflow.register_model(info.model_uri, name, tags={
                 **tags, "labels": json.dumps(sorted(labels)), "status": "candidate",
@@ -182,6 +184,31 @@ def register(params: Params, model_dir: Path, eval_dir: Path, variant: str, labe
                 client.delete_model_version(name, version.version)
             raise
     return Registration(name, str(version.version), run.info.run_id, variant, f"models:/{name}/{version.version}")
+
+
+def _evaluation_tags(eval_dir: Path) -> dict[str, str]:
+    """How the version's metrics were measured, for the registry entry, the gate's reasons and ``/metadata``:
+    ``cross-fitted`` over every document (each predicted by models that never saw it) or on the ``held-out``
+    test split, and over how many documents."""
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    documents = str(int(metrics.get("test_docs", 0)))
+    if not is_cross_fitted(eval_dir):
+        return {"evaluation": "held-out", "decision_docs": documents}
+    return {"evaluation": "cross-fitted", "folds": str(int(metrics["folds"])), "decision_docs": documents}
+
+
+def _fold_runs(mlflow, eval_dir: Path, variant: str) -> dict[str, str]:
+    """One nested run per fold under the candidate's run, with that fold's figures and training cost; the
+    parent's ``fold_runs`` tag lists them."""
+    if not is_cross_fitted(eval_dir):
+        return {}
+    runs = []
+    for fold in json.loads((eval_dir / FOLDS_FILE).read_text()):
+        with mlflow.start_run(run_name=f"{variant} fold {fold['fold']}", nested=True) as child:
+            mlflow.set_tags({"kind": "fold", "variant": variant, "fold": str(fold["fold"])})
+            mlflow.log_metrics({k: float(v) for k, v in fold.items() if k != "fold"})
+            runs.append(child.info.run_id)
+    return {"fold_runs": ",".join(runs)}
 
 
 def _learning_tags(summary: dict | None) -> dict[str, str]:

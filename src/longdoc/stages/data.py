@@ -50,13 +50,33 @@ def _validate_file(params: Params, corpus_path: Path, out_dir: Path) -> dict:
         where += f", quarantined: {quarantine_file}" if quarantine_file else ""
         raise LongdocError(f"{err.summary} ({where})\n{err.table}") from None
     quarantine_file = result.write(out_dir)
-    kept = result.kept
+    kept, folds = _deal_folds(params, result.kept)
     kept.to_parquet(out_dir / CORPUS_FILE, index=False)
     return {"documents": len(kept), "corpus_sha256": file_sha256(corpus_path),
             "splits": kept["split"].value_counts().to_dict(), "labels": sorted(kept["label"].unique()),
             "quarantined": len(result.quarantined),
             "quarantine_file": str(quarantine_file) if quarantine_file else None,
-            "data_version": corpus_version(kept)}
+            "data_version": corpus_version(kept), **folds}
+
+
+def _deal_folds(params: Params, kept: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+    """Decide held-out or cross-fitted (``evaluate.folds``) on the kept documents; cross-fitted, the corpus
+    gets its fold column and its test split trains the refit (:mod:`longdoc.data.folds`)."""
+    from longdoc.data.folds import HELD_OUT, refit_splits
+    from longdoc.data.splits import sample_per_label
+    from longdoc.evaluation.resolution import resolve_folds
+
+    held_out = len(sample_per_label(kept[kept["split"] == "test"], params.evaluate.docs_per_label, params.data.seed))
+    k, why = resolve_folds(params.evaluate.folds, held_out, params.registry.gate.min_gain,
+                           params.evaluate.wanted_resolution)
+    record = {"folds": k, "folds_reason": why, "held_out_test_docs": held_out}
+    if k == 0:
+        return kept.assign(fold=HELD_OUT), record
+    smallest = kept["label"].value_counts().min()
+    if smallest < 2:
+        raise LongdocError(f"evaluate.folds: a label has {smallest} document: cross-fitting needs at least 2 per "
+                           "label (every fold must train on every label); add documents or set evaluate.folds=0")
+    return refit_splits(kept, k, params.data.seed), record
 
 
 def read_validated(corpus_dir: Path) -> pd.DataFrame:

@@ -45,18 +45,24 @@ def register(params: Params, train_dir: Path, eval_dir: Path, corpus_dir: Path, 
                             _lineage(corpus_dir, git_commit, pipeline_run_id), train_dir=train_dir)
 
 
-def baseline(params: Params, corpus_dir: Path, out_dir: Path, git_commit: str, pipeline_run_id: str = "local"):
-    """Fit, calibrate and evaluate the TF-IDF baseline and register it as a candidate like any variant."""
+def baseline(params: Params, corpus_dir: Path, out_dir: Path, git_commit: str, pipeline_run_id: str = "local",
+             oof_dir: Path | None = None):
+    """Fit, calibrate and evaluate the TF-IDF baseline and register it as a candidate like any variant (evaluated
+    out of fold from ``oof_dir`` when the corpus is cross-fitted, like every variant)."""
+    from longdoc.data.folds import fold_count
+    from longdoc.evaluation.crossfit import evaluate_refit
     from longdoc.evaluation.evaluate import evaluate as run_evaluate
-    from longdoc.models.baseline import BASELINE_NAME, BaselinePredictor
+    from longdoc.models.baseline import BASELINE_NAME
     from longdoc.registry.register import register as run_register
+    from longdoc.stages.crossfit import fit_baseline, oof_folder
 
     corpus = read_validated(corpus_dir)
-    train = corpus[corpus["split"] == "train"]
-    model = BaselinePredictor.fit(train["text"].tolist(), train["label"].tolist(), params.data.seed)
-    model.save(out_dir / "model")
-    run_evaluate(model, BASELINE_NAME, corpus, params, out_dir / "evaluation")  # calibrated like every variant
-    labels = sorted(train["label"].unique())
+    model = fit_baseline(params, corpus, out_dir)
+    if fold_count(corpus):
+        evaluate_refit(model, corpus, params, oof_folder(oof_dir) / BASELINE_NAME, out_dir / "evaluation")
+    else:
+        run_evaluate(model, BASELINE_NAME, corpus, params, out_dir / "evaluation")  # calibrated like every variant
+    labels = model.labels
     with tracking_server(params, f"registering {BASELINE_NAME}"):
         return run_register(params, out_dir / "model", out_dir / "evaluation", BASELINE_NAME, labels,
                             _lineage(corpus_dir, git_commit, pipeline_run_id), kind="baseline")

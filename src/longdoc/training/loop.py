@@ -36,6 +36,7 @@ from longdoc.models.io import ModelCard, build_classifier, load_classifier, save
 from longdoc.models.precision import autocast
 from longdoc.models.preflight import check_config
 from longdoc.training.distributed import Distributed
+from longdoc.training.labelled import write_record
 
 STATE_FILE = "trainer_state.pt"
 CHECKPOINT_META = "checkpoint.json"
@@ -531,6 +532,7 @@ def _train(chunk_dir: Path, params: Params, variant: str, cfg: TrainParams, out_
                "embedding_cache": cache.meta if cache is not None else None, "data_parallel": ranks,
                "halted_by_caller": state.halted}
     if dist.is_main:
+        write_record(out_dir, (d.id for d in splits["train"]), (d.id for d in splits["val"]), encoder_from)
         (out_dir / "history.json").write_text(json.dumps(state.history, indent=1))
         (out_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
         if undertrained:
