@@ -242,11 +242,11 @@ class EvaluateParams(_Section):
     folds: Literal["auto"] | Annotated[int, Field(ge=0)] = Field(
         "auto", description="Cross-fitted evaluation: every candidate is trained k times on k-1 folds and predicts "
                             "the remaining one, so the decision rests on every document (0: the held-out test split "
-                            "only; auto: 5 folds when the test split cannot resolve registry.gate.min_gain + "
-                            "wanted_resolution, see longdoc.evaluation.resolution).")
-    wanted_resolution: float = Field(0.08, gt=0, lt=1, description="With folds: auto, the paired macro-F1 difference "
-                                                                   "(above min_gain) a decision must be able to "
-                                                                   "tell from zero.")
+                            "only; auto: 5 folds when the test split cannot resolve wanted_resolution, see "
+                            "longdoc.evaluation.resolution).")
+    wanted_resolution: float = Field(0.08, gt=0, lt=1, description="With folds: auto, the half-width of the paired "
+                                                                   "macro-F1 interval a decision needs: a candidate "
+                                                                   "better by registry.gate.min_gain + this passes.")
 
     @field_validator("folds", mode="before")
     @classmethod

@@ -2,9 +2,11 @@
 
 A corpus of a few hundred documents leaves a test split of a few dozen, which cannot tell a real
 gain from noise. Cross-fitting predicts every document once, by models trained on the other folds,
-and the decision rests on all of them. Folds are dealt like the splits (:mod:`longdoc.data.splits`):
-by the hash of each id, within each label, so a fold is stratified, the same on every machine, and
-adding a document moves few others.
+and the decision rests on all of them. Folds are dealt within each label, in the order of the hash
+of each id (:func:`longdoc.data.splits.id_point`, salted apart from the split's), so every fold holds
+its share of every label, on every machine alike. Unlike a split, a fold is not a lasting property of
+a document: adding one re-deals its label, which is harmless, since folds serve one run's decision
+and a champion of other data is always re-scored (:mod:`longdoc.registry.promotion`).
 
 In a cross-fitted run the validated corpus carries a ``fold`` column and no test split: the
 documents that were held out train the refit (the model that is registered and served), and the

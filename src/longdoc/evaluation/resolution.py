@@ -32,17 +32,20 @@ def observed_resolution(low: float, high: float) -> float:
     return (high - low) / 2
 
 
-def resolve_folds(folds: int | str, held_out_documents: int, min_gain: float, wanted: float) -> tuple[int, str]:
+def resolve_folds(folds: int | str, held_out_documents: int, wanted: float) -> tuple[int, str]:
     """How many folds a run uses, and why: the configured number, or with ``auto`` cross-fitting
-    (``AUTO_FOLDS``) when the held-out test documents cannot resolve ``min_gain + wanted``."""
+    (``AUTO_FOLDS``) when the held-out test documents cannot resolve ``wanted``.
+
+    The gate promotes when the interval's lower bound clears ``min_gain``, so a candidate truly better by
+    ``min_gain + wanted`` gets through only when the interval's half-width is under ``wanted``: the margin
+    above ``min_gain``, not ``min_gain`` itself, is what the documents must resolve.
+    """
     if folds != "auto":
         k = int(folds)
         return k, (f"evaluate.folds={k}" if k else "evaluate.folds=0: the held-out test split decides")
-    target = min_gain + wanted
     planned = planned_resolution(held_out_documents)
-    if planned > target:
+    if planned > wanted:
         return AUTO_FOLDS, (f"auto: {held_out_documents} held-out test documents resolve about {planned:.3f}, more "
-                            f"than min_gain + wanted_resolution = {target:.3f}: {AUTO_FOLDS} folds, every document "
-                            "predicted once")
+                            f"than wanted_resolution {wanted:.3f}: {AUTO_FOLDS} folds, every document predicted once")
     return 0, (f"auto: {held_out_documents} held-out test documents resolve about {planned:.3f}, within "
-               f"min_gain + wanted_resolution = {target:.3f}: the held-out test split decides")
+               f"wanted_resolution {wanted:.3f}: the held-out test split decides")

@@ -118,7 +118,7 @@ def _transformers_fold(params: Params, corpus: pd.DataFrame, chunk_dir: Path, sc
     from longdoc.stages.training import train, train_encoder
     from longdoc.training.labelled import learned_from
 
-    chunks = _fold_chunks(corpus, chunk_dir, scratch / "chunks")
+    chunks = fold_chunks(corpus, chunk_dir, scratch / "chunks")
     encoder_dir = scratch / "encoder"
     train_encoder(params, chunks, encoder_dir)
     learned = {}
@@ -132,7 +132,7 @@ def _transformers_fold(params: Params, corpus: pd.DataFrame, chunk_dir: Path, sc
     return learned
 
 
-def _fold_chunks(corpus: pd.DataFrame, chunk_dir: Path, out: Path) -> Path:
+def fold_chunks(corpus: pd.DataFrame, chunk_dir: Path, out: Path) -> Path:
     """The run's chunks with the fold's splits (chunking does not depend on labels or splits, so it is done once),
     under the fold corpus's own data version, so no checkpoint of another fold is ever resumed."""
     from longdoc.data.versioning import corpus_version

@@ -67,8 +67,7 @@ def _deal_folds(params: Params, kept: pd.DataFrame) -> tuple[pd.DataFrame, dict]
     from longdoc.evaluation.resolution import resolve_folds
 
     held_out = len(sample_per_label(kept[kept["split"] == "test"], params.evaluate.docs_per_label, params.data.seed))
-    k, why = resolve_folds(params.evaluate.folds, held_out, params.registry.gate.min_gain,
-                           params.evaluate.wanted_resolution)
+    k, why = resolve_folds(params.evaluate.folds, held_out, params.evaluate.wanted_resolution)
     record = {"folds": k, "folds_reason": why, "held_out_test_docs": held_out}
     if k == 0:
         return kept.assign(fold=HELD_OUT), record
