@@ -143,18 +143,21 @@ def confusion_pngs(rows: pd.DataFrame, labels: list[str], name: str, documents: 
                       f"{name}: {view} {documents}", out_dir / f"confusion_{view}.png")
 
 
-def evaluate(model: TextClassifier, name: str, corpus: pd.DataFrame, params: Params, out_dir: Path) -> dict:
+def evaluate(model: TextClassifier, name: str, corpus: pd.DataFrame, params: Params, out_dir: Path,
+             timed: bool = True) -> dict:
     """Write ``metrics.json``, ``predictions.parquet``, confusion matrices and the position-sweep plot.
 
     The model is first calibrated on the validation split; metrics come with bootstrap intervals and
     the robustness gaps with paired intervals over the documents a view really reorders. Chunk vectors
     come from the embedding cache (models that share a stage-1 encoder share them); the speed figure
-    is timed separately with every vector computed.
+    is timed separately with every vector computed, unless ``timed`` is off (a cross-fitting fold's model is
+    never served: its refit is timed instead).
     """
     with model.vector_cache(params.cache_root):
         metrics = _evaluate(model, name, corpus, params, out_dir)
-    test = sample_per_label(corpus[corpus["split"] == "test"], params.evaluate.docs_per_label, params.data.seed)
-    metrics.update(speed(model, test["text"].tolist(), params))
+    if timed:
+        test = sample_per_label(corpus[corpus["split"] == "test"], params.evaluate.docs_per_label, params.data.seed)
+        metrics.update(speed(model, test["text"].tolist(), params))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     return metrics
 

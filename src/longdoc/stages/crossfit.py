@@ -95,7 +95,7 @@ def _baseline_fold(params: Params, corpus: pd.DataFrame, scratch: Path, out_dir:
     from longdoc.training.labelled import learned_from
 
     model = fit_baseline(params, corpus, scratch)
-    evaluate(model, BASELINE_NAME, corpus, params, out_dir / BASELINE_NAME / "evaluation")
+    evaluate(model, BASELINE_NAME, corpus, params, out_dir / BASELINE_NAME / "evaluation", timed=False)
     return {BASELINE_NAME: learned_from(scratch)}
 
 
@@ -114,7 +114,7 @@ def fit_baseline(params: Params, corpus: pd.DataFrame, model_dir: Path):
 
 
 def _transformers_fold(params: Params, corpus: pd.DataFrame, chunk_dir: Path, scratch: Path, out_dir: Path) -> dict:
-    from longdoc.evaluation.evaluate import evaluate_model
+    from longdoc.evaluation.evaluate import evaluate, load_for_evaluation
     from longdoc.stages.training import train, train_encoder
     from longdoc.training.labelled import learned_from
 
@@ -125,7 +125,8 @@ def _transformers_fold(params: Params, corpus: pd.DataFrame, chunk_dir: Path, sc
     for variant in params.train.variants:
         train_dir = scratch / variant
         train(params, variant, chunks, train_dir, encoder_dir)
-        evaluate_model(train_dir / "model", corpus, params, out_dir / variant / "evaluation")
+        model = load_for_evaluation(train_dir / "model", params)
+        evaluate(model, variant, corpus, params, out_dir / variant / "evaluation", timed=False)
         shutil.copyfile(train_dir / "train_summary.json", out_dir / variant / "train_summary.json")
         learned[variant] = learned_from(train_dir)
         shutil.rmtree(train_dir)  # a fold's weights are not kept: only its predictions decide
