@@ -94,6 +94,57 @@ def test_validation_records_the_decision_and_a_label_too_small_to_fold_is_refuse
                  tmp_path / "v2")
 
 
+# --- the out-of-fold evaluation: folds put together and scored as one ---
+
+
+def _fold_evaluation(folder: Path, fold: int, ids: list[str], labels: list[str], predicted: list[str],
+                     sweep: float, seconds: float) -> Path:
+    """What a fold task leaves for one candidate: its predictions of the fold, its metrics, its training cost."""
+    from longdoc.evaluation.views import SWEEP, VIEWS
+
+    evaluation = folder / "evaluation"
+    evaluation.mkdir(parents=True)
+    rows = [{"id": i, "view": view, "label": t, "predicted": p if view == "normal" else t, "n_chunks": 2,
+             "confidence": 0.8, "unit": "paragraph", "units": 3}
+            for view in VIEWS for i, t, p in zip(ids, labels, predicted, strict=True)]
+    pd.DataFrame(rows).to_parquet(evaluation / "predictions.parquet", index=False)
+    metrics = {"test_docs": len(ids), "normal_ece_uncalibrated": sweep, **{f"sweep_accuracy_{v}": sweep for v in SWEEP}}
+    (evaluation / "metrics.json").write_text(json.dumps(metrics))
+    (folder / "train_summary.json").write_text(json.dumps({"train_seconds": seconds, "encoder_tokens": 1000,
+                                                           "stage1_train_seconds": 10.0, "variant": "head"}))
+    return evaluation
+
+
+def test_out_of_fold_scores_cover_every_document_once_with_fold_weighted_averages(tmp_path):
+    from longdoc.evaluation.crossfit import combine
+
+    folds = {0: _fold_evaluation(tmp_path / "f0", 0, ["a", "b", "c"], ["x", "y", "x"], ["x", "y", "y"], 1.0, 5.0),
+             1: _fold_evaluation(tmp_path / "f1", 1, ["d"], ["y"], ["y"], 0.0, 7.0)}
+    metrics = combine("head", folds, ["x", "y"], 13, tmp_path / "oof")
+    assert metrics["test_docs"] == 4 and metrics["folds"] == 2
+    assert metrics["normal_accuracy"] == 0.75 and metrics["inverted_accuracy"] == 1.0
+    assert metrics["inverted_gap_accuracy"] == -0.25  # normal minus inverted, paired over the 4 documents
+    assert metrics["sweep_accuracy_first_at_000"] == 0.75 and metrics["normal_ece_uncalibrated"] == 0.75  # 3:1 by documents
+    assert (metrics["folds_train_seconds"], metrics["folds_encoder_tokens"]) == (12.0, 2000.0)
+    assert metrics["folds_stage1_train_seconds"] == 20.0
+    rows = pd.read_parquet(tmp_path / "oof" / "predictions.parquet")
+    assert sorted(rows.loc[rows["view"] == "normal", "id"]) == ["a", "b", "c", "d"]
+    assert rows.groupby("id")["fold"].first().to_dict() == {"a": 0, "b": 0, "c": 0, "d": 1}
+    per_fold = json.loads((tmp_path / "oof" / "folds.json").read_text())
+    assert [(f["fold"], f["test_docs"], f["train_seconds"]) for f in per_fold] == [(0, 3, 5.0), (1, 1, 7.0)]
+    assert {p.name for p in (tmp_path / "oof").glob("*.png")} == {"confusion_normal.png", "confusion_inverted.png",
+                                                                  "position_sweep.png"}
+
+
+def test_a_document_predicted_by_two_folds_is_refused(tmp_path):
+    from longdoc.evaluation.crossfit import combine
+
+    folds = {0: _fold_evaluation(tmp_path / "f0", 0, ["a", "b"], ["x", "y"], ["x", "y"], 1.0, 1.0),
+             1: _fold_evaluation(tmp_path / "f1", 1, ["b"], ["y"], ["y"], 1.0, 1.0)}
+    with pytest.raises(LongdocError, match="head: a document was predicted by more than one fold \\('b'\\)"):
+        combine("head", folds, ["x", "y"], 13, tmp_path / "oof")
+
+
 # --- no leak: what every fold's models learned from, against what they predicted ---
 
 
@@ -112,6 +163,7 @@ def crossfit(small_corpus, tmp_path_factory) -> dict:
     return {"tmp": tmp, "params": params, "summary": summary}
 
 
+@pytest.mark.slow
 def test_no_fold_predicts_a_document_its_encoder_head_or_baseline_learned_from(crossfit):
     summary = crossfit["summary"]
     assert summary["folds"] == 2 and summary["documents"] == 60
@@ -128,6 +180,7 @@ def test_no_fold_predicts_a_document_its_encoder_head_or_baseline_learned_from(c
         assert not learned & set(normal.loc[normal["fold"] == fold, "id"])
 
 
+@pytest.mark.slow
 def test_a_stage_1_encoder_shared_across_folds_is_caught_as_a_leak(crossfit):
     """The head of fold 0 built by hand on an encoder fine-tuned on every document: its record carries the
     encoder's, and the audit stops the run."""
@@ -198,6 +251,7 @@ def _decide(params: Params, corpus: Path, tmp: Path, handicap: int) -> object:
     return decision, difference(client, versions[0].model_name, new, old)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("handicap", [80])
 def test_cross_fitting_resolves_a_gain_the_held_out_split_cannot(small_corpus, tmp_path, handicap):
     """A baseline that keeps only its 80 most frequent words is truly worse than the shipped one (about 0.3

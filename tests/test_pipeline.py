@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -82,7 +83,8 @@ def test_summary_says_what_the_gate_chose_and_why(run):
     out = run["stdout"]
     for fragment in ("data version", "hash of the validated corpus", "head", "attention", "tfidf_logreg",
                      "macro-F1 [95% CI]", "ECE raw -> calibrated", f"models:/{NAME}@champion",
-                     "baseline wins", "longdoc serve --bento longdoc:"):
+                     "baseline wins", "longdoc serve --bento longdoc:", "held out: 10 test documents",
+                     "resolves"):
         assert fragment in out, fragment
 
 
@@ -326,6 +328,7 @@ def test_metadata_health_and_page(service, client):
     assert meta["labels"] == sorted(meta["labels"]) and meta["limits"] == {**LIMITS, "max_latency_ms": 120_000}
     assert meta["data_version"] == champion.tags["data_version"] and meta["task"] == champion.tags["task"]
     assert meta["labels"] == json.loads(champion.tags["labels"]) and meta["variant"] == "tfidf_logreg"
+    assert meta["evaluation"] == {"method": "held-out", "folds": 0, "documents": 10}  # the champion's test split
     for path in ("/livez", "/readyz"):
         assert requests.get(f"{service}{path}", timeout=10).status_code == 200
     page = requests.get(f"{service}/ui", timeout=10)
@@ -499,6 +502,31 @@ def test_single_line_documents_are_really_inverted(second_task, client):
     assert "\n" not in text and units(text).kind == "sentence" and inverted(text) != text
 
 
+def test_a_small_corpus_is_decided_out_of_fold_on_every_kept_document(second_task, client):
+    """auto cross-fits the 38 kept documents (6 held out would resolve about 0.3): every candidate's figures are
+    over all of them, each predicted by one of 5 fold models, and each fold is a nested run of the candidate's."""
+    name = second_task["name"]
+    kept = pd.read_parquet(next(Path(second_task["overrides"]["pipeline.pipeline_root"]).glob(
+        "*/validate/corpus/corpus.parquet")))
+    versions = client.search_model_versions(f"name='{name}'")
+    assert {v.tags["variant"] for v in versions} == {"head", "tfidf_logreg"}
+    for version in versions:
+        assert (version.tags["evaluation"], version.tags["folds"], version.tags["decision_docs"]) == \
+            ("cross-fitted", "5", "38")
+        predictions = pd.read_parquet(client.download_artifacts(version.run_id, "evaluation/predictions.parquet",
+                                                                str(second_task["tmp"])))
+        normal = predictions[predictions["view"] == "normal"]
+        assert sorted(normal["id"]) == sorted(kept["id"]) and set(normal["fold"]) == {0, 1, 2, 3, 4}
+        run = client.get_run(version.run_id)
+        folds = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{version.run_id}'")
+        assert sorted(r.info.run_id for r in folds) == sorted(run.data.tags["fold_runs"].split(","))
+        assert sorted(r.data.tags["fold"] for r in folds) == ["0", "1", "2", "3", "4"]
+        assert sum(r.data.metrics["test_docs"] for r in folds) == 38
+    out = second_task["stdout"]
+    assert "cross-fitted: all 38 documents" in out and "+ 5 folds" in out
+    assert re.search(r"resolves\s+macro-F1 differences beyond ±0\.\d{3} on these documents", out)
+
+
 @pytest.fixture(scope="module")
 def second_service(run, second_task):
     yield from _serve(_bento_tag(second_task["stdout"].split("Bento", 1)[1]), run["env"],
@@ -508,6 +536,7 @@ def second_service(run, second_task):
 def test_the_new_bento_serves_the_new_labels(second_service, second_task):
     meta = requests.get(f"{second_service}/metadata", timeout=10).json()
     assert meta["labels"] == ["hard_news", "soft_news"] and meta["task"] == "hard-news-soft-news"
+    assert meta["evaluation"] == {"method": "cross-fitted", "folds": 5, "documents": 38}
     reply = requests.post(f"{second_service}/classify", json={"text": "Shares in the bank fell as profits slid."},
                           timeout=60)
     assert reply.status_code == 200 and reply.json()["label"] in ("hard_news", "soft_news")
