@@ -102,7 +102,10 @@ def decision_rows(client, name: str, runs: list, versions: dict) -> list[tuple[s
     if not models or not base:
         return [*rows, ("resolves", f"{planned} (no transformer and baseline pair to measure it on)")]
     best = max(models, key=lambda r: r.data.metrics.get("normal_macro_f1", 0))
-    diff = difference(client, name, versions[best.info.run_id], versions[base[0].info.run_id])
+    try:
+        diff = difference(client, name, versions[best.info.run_id], versions[base[0].info.run_id])
+    except Exception as err:  # the table above is what matters; this line says why it has no measurement
+        return [*rows, ("resolves", f"{planned} (not measured: {type(err).__name__}: {redact(str(err))[:200]})")]
     resolution = observed_resolution(diff.low, diff.high)
     verdict = "resolved" if diff.low > 0 or diff.high < 0 else "not resolved"
     return [*rows, ("resolves", f"macro-F1 differences beyond ±{resolution:.3f} on these documents ({planned}); "

@@ -130,7 +130,17 @@ def _transformers_fold(params: Params, corpus: pd.DataFrame, chunk_dir: Path, sc
         shutil.copyfile(train_dir / "train_summary.json", out_dir / variant / "train_summary.json")
         learned[variant] = learned_from(train_dir)
         shutil.rmtree(train_dir)  # a fold's weights are not kept: only its predictions decide
+    _drop_vectors(encoder_dir)
     return learned
+
+
+def _drop_vectors(encoder_dir: Path) -> None:
+    """The fold encoder's chunk vectors: no other model will ever read them (its weights are this fold's alone),
+    so they leave the shared cache with the fold instead of piling up run after run."""
+    summary = json.loads((encoder_dir / "train_summary.json").read_text())
+    cache = (summary.get("embedding_cache") or {}).get("path")
+    if cache:
+        shutil.rmtree(cache, ignore_errors=True)
 
 
 def fold_chunks(corpus: pd.DataFrame, chunk_dir: Path, out: Path) -> Path:
