@@ -17,6 +17,7 @@ import pytest
 
 from longdoc.config.params import Params, load_params
 from longdoc.data.folds import assign_folds, fold_count, fold_splits, leaks, refit_splits
+from longdoc.data.splits import assign_splits
 from longdoc.errors import LongdocError
 from longdoc.evaluation.resolution import observed_resolution, planned_resolution, resolve_folds
 from tests.conftest import ROOT, SMALL
@@ -33,7 +34,6 @@ def small_params(corpus: Path, tmp: Path, **overrides) -> Params:
 def frame(small_corpus) -> pd.DataFrame:
     from longdoc.config.params import DataParams
     from longdoc.data.corpus import read_corpus
-    from longdoc.data.splits import assign_splits
 
     return assign_splits(read_corpus(small_corpus), DataParams())
 
@@ -55,6 +55,32 @@ def test_folds_deal_every_label_evenly_and_predict_each_document_once(frame):
     assert sorted(predicted) == sorted(frame["id"])
 
 
+def test_each_label_is_dealt_in_the_order_of_its_salted_id_hash_whatever_the_row_order(frame):
+    from longdoc.data.splits import id_point
+
+    folds = assign_folds(frame, 3, 13)
+    assert folds.dtype == int
+    for _, group in frame.groupby("label"):
+        order = sorted(group["id"], key=lambda i: id_point(i, 13, "fold"))
+        assert [folds[group.index[group["id"] == i][0]] for i in order] == [n % 3 for n in range(len(order))]
+    shuffled = frame.sample(frac=1, random_state=1)
+    assert assign_folds(shuffled, 3, 13).loc[frame.index].tolist() == folds.tolist()
+    assert assign_folds(frame, 3, 14).tolist() != folds.tolist()  # the seed deals anew
+    refit = refit_splits(frame, 3, 13)
+    assert refit["fold"].tolist() == folds.tolist()
+    assert (refit.loc[frame["split"] == "test", "split"] == "train").all()
+    kept = frame["split"] != "test"
+    assert refit.loc[kept, "split"].tolist() == frame.loc[kept, "split"].tolist()
+    with pytest.raises(ValueError, match="the corpus has no fold column: it was validated without cross-fitting"):
+        fold_splits(frame, 0)
+
+
+def test_the_fold_count_is_read_from_the_fold_column():
+    assert fold_count(pd.DataFrame({"id": ["a"]})) == 0
+    assert fold_count(pd.DataFrame({"fold": [-1, -1]})) == 0
+    assert fold_count(pd.DataFrame({"fold": [0, 4, 2]})) == 5
+
+
 def test_auto_cross_fits_only_where_the_test_split_cannot_resolve_the_gain():
     assert planned_resolution(25) == pytest.approx(0.152, abs=0.001)  # the issue's "about fifteen points"
     assert planned_resolution(150) < 0.08 < planned_resolution(80)  # auto cross-fits below about 90
@@ -62,7 +88,10 @@ def test_auto_cross_fits_only_where_the_test_split_cannot_resolve_the_gain():
     assert k == 5 and "25 held-out test documents resolve about 0.152" in why
     assert resolve_folds("auto", 150, 0.08)[0] == 0  # the demo's 150 decide held out
     assert resolve_folds("auto", 150, 0.05)[0] == 5  # ... unless a finer resolution is wanted
-    assert resolve_folds(3, 1000, 0.08)[0] == 3 and resolve_folds(0, 5, 0.08)[0] == 0
+    assert resolve_folds(3, 1000, 0.08) == (3, "evaluate.folds=3")
+    assert resolve_folds(0, 5, 0.08) == (0, "evaluate.folds=0: the held-out test split decides")
+    assert resolve_folds("auto", 25, planned_resolution(25))[0] == 0  # exactly resolved is resolved
+    assert planned_resolution(0) == float("inf") and planned_resolution(1) == pytest.approx(0.759, abs=0.001)
     assert observed_resolution(-0.1, 0.3) == pytest.approx(0.2)
 
 
@@ -97,9 +126,10 @@ def test_validation_records_the_decision_and_a_label_too_small_to_fold_is_refuse
 # --- the out-of-fold evaluation: folds put together and scored as one ---
 
 
-def _fold_evaluation(folder: Path, fold: int, ids: list[str], labels: list[str], predicted: list[str],
-                     sweep: float, seconds: float) -> Path:
-    """What a fold task leaves for one candidate: its predictions of the fold, its metrics, its training cost."""
+def _fold_evaluation(folder: Path, ids: list[str], labels: list[str], predicted: list[str], sweep: float,
+                     cost: dict | None) -> Path:
+    """What a fold task leaves for one candidate: its predictions of the fold, its metrics, and (a transformer's)
+    its training cost."""
     from longdoc.evaluation.views import SWEEP, VIEWS
 
     evaluation = folder / "evaluation"
@@ -108,40 +138,98 @@ def _fold_evaluation(folder: Path, fold: int, ids: list[str], labels: list[str],
              "confidence": 0.8, "unit": "paragraph", "units": 3}
             for view in VIEWS for i, t, p in zip(ids, labels, predicted, strict=True)]
     pd.DataFrame(rows).to_parquet(evaluation / "predictions.parquet", index=False)
-    metrics = {"test_docs": len(ids), "normal_ece_uncalibrated": sweep, **{f"sweep_accuracy_{v}": sweep for v in SWEEP}}
+    right = sum(t == p for t, p in zip(labels, predicted, strict=True)) / len(ids)
+    metrics = {"test_docs": len(ids), "normal_accuracy": right, "normal_macro_f1": right,
+               "normal_ece_uncalibrated": sweep, **{f"sweep_accuracy_{v}": sweep for v in SWEEP}}
     (evaluation / "metrics.json").write_text(json.dumps(metrics))
-    (folder / "train_summary.json").write_text(json.dumps({"train_seconds": seconds, "encoder_tokens": 1000,
-                                                           "stage1_train_seconds": 10.0, "variant": "head"}))
+    if cost is not None:
+        (folder / "train_summary.json").write_text(json.dumps({**cost, "variant": "head"}))
     return evaluation
+
+
+def _two_folds(tmp: Path) -> dict[int, Path]:
+    """30 documents in two folds of 20 and 10; fold 0 gets 4 wrong, fold 1 gets 1 wrong."""
+    ids = [f"d{i:02d}" for i in range(30)]
+    truth = ["x" if i % 2 else "y" for i in range(30)]
+    guess = [("y" if t == "x" else "x") if i in (1, 4, 7, 10, 25) else t for i, t in enumerate(truth)]
+    return {0: _fold_evaluation(tmp / "f0", ids[:20], truth[:20], guess[:20], 1.0,
+                                {"train_seconds": 5.0, "encoder_tokens": 1000, "stage1_train_seconds": 10.0}),
+            1: _fold_evaluation(tmp / "f1", ids[20:], truth[20:], guess[20:], 0.4,
+                                {"train_seconds": 7.0, "stage1_train_seconds": 10.0})}
 
 
 def test_out_of_fold_scores_cover_every_document_once_with_fold_weighted_averages(tmp_path):
     from longdoc.evaluation.crossfit import combine
+    from longdoc.evaluation.evaluate import view_metrics
 
-    folds = {0: _fold_evaluation(tmp_path / "f0", 0, ["a", "b", "c"], ["x", "y", "x"], ["x", "y", "y"], 1.0, 5.0),
-             1: _fold_evaluation(tmp_path / "f1", 1, ["d"], ["y"], ["y"], 0.0, 7.0)}
-    metrics = combine("head", folds, ["x", "y"], 13, tmp_path / "oof")
-    assert metrics["test_docs"] == 4 and metrics["folds"] == 2
-    assert metrics["normal_accuracy"] == 0.75 and metrics["inverted_accuracy"] == 1.0
-    assert metrics["inverted_gap_accuracy"] == -0.25  # normal minus inverted, paired over the 4 documents
-    # averaged over folds, 3:1 by their documents
-    assert metrics["sweep_accuracy_first_at_000"] == 0.75 and metrics["normal_ece_uncalibrated"] == 0.75
-    assert (metrics["folds_train_seconds"], metrics["folds_encoder_tokens"]) == (12.0, 2000.0)
-    assert metrics["folds_stage1_train_seconds"] == 20.0
-    rows = pd.read_parquet(tmp_path / "oof" / "predictions.parquet")
-    assert sorted(rows.loc[rows["view"] == "normal", "id"]) == ["a", "b", "c", "d"]
-    assert rows.groupby("id")["fold"].first().to_dict() == {"a": 0, "b": 0, "c": 0, "d": 1}
-    per_fold = json.loads((tmp_path / "oof" / "folds.json").read_text())
-    assert [(f["fold"], f["test_docs"], f["train_seconds"]) for f in per_fold] == [(0, 3, 5.0), (1, 1, 7.0)]
-    assert {p.name for p in (tmp_path / "oof").glob("*.png")} == {"confusion_normal.png", "confusion_inverted.png",
-                                                                  "position_sweep.png"}
+    out = tmp_path / "oof" / "head"  # its parent does not exist yet
+    combine("head", _two_folds(tmp_path), ["x", "y"], 13, out)
+    metrics = combine("head", _two_folds(tmp_path / "again"), ["x", "y"], 13, out)  # a retried collect overwrites
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    assert metrics["test_docs"] == 30 and metrics["folds"] == 2
+    assert metrics["normal_accuracy"] == 25 / 30 and metrics["inverted_accuracy"] == 1.0
+    assert metrics["inverted_gap_accuracy"] == pytest.approx(-5 / 30)  # normal minus inverted, paired
+    rows = pd.read_parquet(out / "predictions.parquet")
+    same = view_metrics(rows, ["x", "y"], 13)  # scored as a test split is, the same bootstrap
+    bounds = ("normal_macro_f1_lo", "normal_macro_f1_hi", "inverted_gap_macro_f1_lo", "inverted_gap_macro_f1_hi")
+    assert [metrics[k] for k in bounds] == [same[k] for k in bounds]
+    assert [same[k] for k in bounds] != [view_metrics(rows, ["x", "y"], 14)[k] for k in bounds]  # the seed counts
+    # averaged over folds, 2:1 by their documents
+    assert metrics["sweep_accuracy_first_at_000"] == pytest.approx(0.8) == metrics["normal_ece_uncalibrated"]
+    assert (metrics["folds_train_seconds"], metrics["folds_encoder_tokens"]) == (12.0, 1000.0)
+    assert metrics["folds_stage1_train_seconds"] == 20.0 and metrics["folds_stage1_encoder_tokens"] == 0.0
+    assert sorted(rows.loc[rows["view"] == "normal", "id"]) == [f"d{i:02d}" for i in range(30)]
+    assert rows.groupby("id")["fold"].first().value_counts().to_dict() == {0: 20, 1: 10}
+    per_fold = json.loads((out / "folds.json").read_text())
+    assert [(f["fold"], f["test_docs"], f["normal_accuracy"], f["normal_macro_f1"], f["train_seconds"])
+            for f in per_fold] == [(0, 20, 0.8, 0.8, 5.0), (1, 10, 0.9, 0.9, 7.0)]
+    assert {p.name for p in out.glob("*.png")} == {"confusion_normal.png", "confusion_inverted.png",
+                                                   "position_sweep.png"}
+
+
+def test_a_baseline_fold_has_no_training_cost(tmp_path):
+    from longdoc.evaluation.crossfit import combine
+
+    folds = {0: _fold_evaluation(tmp_path / "f0", ["a", "b"], ["x", "y"], ["x", "y"], 1.0, None),
+             1: _fold_evaluation(tmp_path / "f1", ["c"], ["y"], ["y"], 1.0, None)}
+    metrics = combine("tfidf_logreg", folds, ["x", "y"], 13, tmp_path / "oof")
+    assert all(metrics[f"folds_{k}"] == 0.0 for k in ("train_seconds", "encoder_tokens", "stage1_train_seconds"))
+    assert json.loads((tmp_path / "oof" / "folds.json").read_text())[0] == {
+        "fold": 0, "test_docs": 2, "normal_accuracy": 1.0, "normal_macro_f1": 1.0, "normal_ece_uncalibrated": 1.0,
+        **{k: 1.0 for k in json.loads((folds[0] / "metrics.json").read_text()) if k.startswith("sweep_")}}
+
+
+def test_the_refit_gets_its_own_temperature_and_speed_and_the_out_of_fold_figures(small_corpus, tmp_path):
+    from longdoc.data.corpus import read_corpus
+    from longdoc.evaluation.crossfit import combine, evaluate_refit, is_cross_fitted
+    from longdoc.models.baseline import BaselinePredictor
+
+    params = small_params(small_corpus, tmp_path)
+    corpus = refit_splits(assign_splits(read_corpus(small_corpus), params.data), 5, 13)
+    train = corpus[corpus["split"] == "train"]
+    model = BaselinePredictor.fit(train["text"].tolist(), train["label"].tolist())
+    oof = tmp_path / "oof"
+    with pytest.raises(LongdocError, match="no out-of-fold evaluation in"):
+        evaluate_refit(model, corpus, params, oof, tmp_path / "nothing")
+    combine("tfidf_logreg", _two_folds(tmp_path), ["x", "y"], 13, oof)
+    assert is_cross_fitted(oof) and not is_cross_fitted(tmp_path)
+    out = tmp_path / "refit"
+    metrics = evaluate_refit(model, corpus, params, oof, out)
+    calibration = json.loads((out / "calibration.json").read_text())
+    assert calibration["val_docs"] == (corpus["split"] == "val").sum() > 0
+    assert metrics["temperature"] == calibration["temperature"] != 1.0 and metrics["docs_per_second"] > 0
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    oof_metrics = json.loads((oof / "metrics.json").read_text())
+    assert {k: metrics[k] for k in oof_metrics if k != "temperature"} == oof_metrics
+    for name in ("predictions.parquet", "folds.json", "confusion_normal.png", "position_sweep.png"):
+        assert (out / name).read_bytes() == (oof / name).read_bytes()
 
 
 def test_a_document_predicted_by_two_folds_is_refused(tmp_path):
     from longdoc.evaluation.crossfit import combine
 
-    folds = {0: _fold_evaluation(tmp_path / "f0", 0, ["a", "b"], ["x", "y"], ["x", "y"], 1.0, 1.0),
-             1: _fold_evaluation(tmp_path / "f1", 1, ["b"], ["y"], ["y"], 1.0, 1.0)}
+    folds = {0: _fold_evaluation(tmp_path / "f0", ["a", "b"], ["x", "y"], ["x", "y"], 1.0, None),
+             1: _fold_evaluation(tmp_path / "f1", ["b"], ["y"], ["y"], 1.0, None)}
     with pytest.raises(LongdocError, match="head: a document was predicted by more than one fold \\('b'\\)"):
         combine("head", folds, ["x", "y"], 13, tmp_path / "oof")
 
@@ -216,6 +304,9 @@ def test_a_model_without_a_record_of_what_it_learned_is_not_trusted():
     assert leaks({"a"}, {"head": None}) == ["head: no record of the documents it learned from"]
     assert leaks({"a"}, {"head": set()}) == ["head: no record of the documents it learned from"]
     assert leaks({"a"}, {"head": {"b"}}) == []
+    assert leaks({"a", "c", "d"}, {"attention": None, "head": {"b", "d", "c"}}) == [
+        "attention: no record of the documents it learned from",
+        "head: learned the labels of 2 of the 3 documents it predicts (e.g. 'c')"]
 
 
 # --- power: the same two candidates, decided held out and cross-fitted ---
