@@ -94,7 +94,8 @@ def stores(tmp_path) -> dict[str, str]:
 TINY = {"data.sample_per_label": 8, "chunking.chunk_tokens": 32, "chunking.overlap": 4,
         "chunking.sentence_slack": 8, "train.batch_size": 4, "train.epochs": 1, "train.max_steps": 8,
         "train.checkpoint_every": 2, "train.max_chunks": 4, "train.device": "cpu", "train.overrides": {},
-        "train.two_stage": False, "train.freeze_encoder": False, "train.docs_per_label": None}
+        "train.two_stage": False, "train.freeze_encoder": False, "train.docs_per_label": None,
+        "evaluate.folds": 0}  # the training loop's own tests: the held-out splits as they are
 
 
 @pytest.fixture(scope="module")

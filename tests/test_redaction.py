@@ -229,7 +229,8 @@ def test_a_run_from_a_reference_with_tokens_writes_them_nowhere(git_server, tmp_
     (tmp_path / "tmp").mkdir()
     reference = f"dvc://http://{TOKEN}@{host}/acme/data.git?access_token={QUERY_TOKEN}?rev=v1#data/corpus.jsonl"
     settings_ = set_args({"data.corpus": reference, "registry.tracking_uri":  # logged as a run param, never used:
-                          f"http://mlflow:{PASSWORD}@mlflow.example:5000"})  # MLFLOW_TRACKING_URI wins
+                          f"http://mlflow:{PASSWORD}@mlflow.example:5000",  # MLFLOW_TRACKING_URI wins
+                          "evaluate.folds": 0})  # validate, then baseline: no crossfit stage between them
     validated = cli("validate", "--params", str(ROOT / "params.yaml"), *settings_, "--out", str(tmp_path / "v"),
                     env=env, cwd=tmp_path)
     assert validated.returncode == 0, validated.stdout + validated.stderr

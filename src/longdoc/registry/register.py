@@ -203,8 +203,10 @@ def _fold_runs(mlflow, eval_dir: Path, variant: str) -> dict[str, str]:
     if not is_cross_fitted(eval_dir):
         return {}
     runs = []
+    experiment_id = mlflow.active_run().info.experiment_id  # a nested run otherwise lands in the default experiment
     for fold in json.loads((eval_dir / FOLDS_FILE).read_text()):
-        with mlflow.start_run(run_name=f"{variant} fold {fold['fold']}", nested=True) as child:
+        with mlflow.start_run(run_name=f"{variant} fold {fold['fold']}", nested=True,
+                              experiment_id=experiment_id) as child:
             mlflow.set_tags({"kind": "fold", "variant": variant, "fold": str(fold["fold"])})
             mlflow.log_metrics({k: float(v) for k, v in fold.items() if k != "fold"})
             runs.append(child.info.run_id)
