@@ -213,8 +213,3 @@ def load_for_evaluation(model_dir: Path, params: Params):
 
     device = "cuda" if params.train.device != "cpu" and torch.cuda.is_available() else "cpu"
     return load_predictor(model_dir, device)
-
-
-def evaluate_model(model_dir: Path, corpus: pd.DataFrame, params: Params, out_dir: Path) -> dict:
-    predictor = load_for_evaluation(model_dir, params)
-    return evaluate(predictor, predictor.card.variant, corpus, params, out_dir)

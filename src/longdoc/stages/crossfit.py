@@ -53,6 +53,18 @@ def oof_folder(oof_dir: Path | None) -> Path:
     return oof_dir
 
 
+def evaluate_candidate(params: Params, model, corpus: pd.DataFrame, out_dir: Path, oof_dir: Path | None) -> dict:
+    """A registered candidate's evaluation: on the test split in a held-out run; in a cross-fitted one, its own
+    calibration and speed with its out-of-fold figures from ``oof_dir`` (the one place that chooses, for the
+    variants and the baseline alike)."""
+    from longdoc.evaluation.crossfit import evaluate_refit
+    from longdoc.evaluation.evaluate import evaluate
+
+    if not fold_count(corpus):
+        return evaluate(model, model.card.variant, corpus, params, out_dir)
+    return evaluate_refit(model, corpus, params, oof_folder(oof_dir) / model.card.variant, out_dir)
+
+
 def fold_params(params: Params) -> Params:
     """A fold's models are evaluated on all of the fold's documents (every document is predicted once) and
     train in a scratch folder (their weights are dropped)."""

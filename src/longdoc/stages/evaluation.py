@@ -13,16 +13,11 @@ from longdoc.stages.registry import tracking_server
 def evaluate(params: Params, model_dir: Path, corpus_dir: Path, out_dir: Path, oof_dir: Path | None = None) -> dict:
     """A held-out run: the model on the test split. A cross-fitted one: the refit's calibration and speed with
     its variant's out-of-fold figures from ``oof_dir`` (the crossfit stage's output)."""
-    from longdoc.data.folds import fold_count
-    from longdoc.evaluation.crossfit import evaluate_refit
-    from longdoc.evaluation.evaluate import evaluate, load_for_evaluation
-    from longdoc.stages.crossfit import oof_folder
+    from longdoc.evaluation.evaluate import load_for_evaluation
+    from longdoc.stages.crossfit import evaluate_candidate
 
-    corpus = read_validated(corpus_dir)
-    model = load_for_evaluation(model_dir, params)
-    if not fold_count(corpus):
-        return evaluate(model, model.card.variant, corpus, params, out_dir)
-    return evaluate_refit(model, corpus, params, oof_folder(oof_dir) / model.card.variant, out_dir)
+    return evaluate_candidate(params, load_for_evaluation(model_dir, params), read_validated(corpus_dir), out_dir,
+                              oof_dir)
 
 
 def compare(params: Params, run_ids: list[str], out_dir: Path, model_name: str) -> str:

@@ -49,19 +49,13 @@ def baseline(params: Params, corpus_dir: Path, out_dir: Path, git_commit: str, p
              oof_dir: Path | None = None):
     """Fit, calibrate and evaluate the TF-IDF baseline and register it as a candidate like any variant (evaluated
     out of fold from ``oof_dir`` when the corpus is cross-fitted, like every variant)."""
-    from longdoc.data.folds import fold_count
-    from longdoc.evaluation.crossfit import evaluate_refit
-    from longdoc.evaluation.evaluate import evaluate as run_evaluate
     from longdoc.models.baseline import BASELINE_NAME
     from longdoc.registry.register import register as run_register
-    from longdoc.stages.crossfit import fit_baseline, oof_folder
+    from longdoc.stages.crossfit import evaluate_candidate, fit_baseline
 
     corpus = read_validated(corpus_dir)
     model = fit_baseline(params, corpus, out_dir)
-    if fold_count(corpus):
-        evaluate_refit(model, corpus, params, oof_folder(oof_dir) / BASELINE_NAME, out_dir / "evaluation")
-    else:
-        run_evaluate(model, BASELINE_NAME, corpus, params, out_dir / "evaluation")  # calibrated like every variant
+    evaluate_candidate(params, model, corpus, out_dir / "evaluation", oof_dir)  # calibrated like every variant
     labels = model.labels
     with tracking_server(params, f"registering {BASELINE_NAME}"):
         return run_register(params, out_dir / "model", out_dir / "evaluation", BASELINE_NAME, labels,
