@@ -75,14 +75,17 @@ def bench_scaling(texts, tokenizer, tiny: bool) -> dict:
     return result
 
 
-def best_transformer(client, params):
+WHOLE_DOCUMENT = ("longformer", "reformer")  # their encoders do not export to ONNX (models/onnx/export.py)
+
+
+def best_transformer(client, params, exportable: bool = False):
     """The demo task's best transformer version (quantization has nothing to do for the TF-IDF baseline)."""
     from longdoc.data.demo import load_bbc
     from longdoc.registry.register import registered_name
 
     labels = sorted(load_bbc()[0]["label"].unique())
     versions = [v for v in client.search_model_versions(f"name='{registered_name(params, labels)}'")
-                if v.tags.get("kind") == "model"]
+                if v.tags.get("kind") == "model" and not (exportable and v.tags.get("variant") in WHOLE_DOCUMENT)]
     return max(versions, key=lambda v: float(v.tags.get("normal_macro_f1", 0)), default=None)
 
 
@@ -129,6 +132,39 @@ def bench_quantization(corpus_path: Path, tiny: bool) -> dict:
               "test_docs": len(test), **rows, "speedup": rows["int8"]["docs_per_s"] / rows["fp32"]["docs_per_s"],
               "macro_f1_cost": rows["fp32"]["macro_f1"] - rows["int8"]["macro_f1"]}
     common.write("quantization", result)
+    return result
+
+
+def bench_runtimes(corpus_path: Path, tiny: bool) -> dict:
+    """torch fp32 / torch int8 / ONNX fp32 / ONNX int8, in process and through `bentoml serve` (bench/runtimes.py),
+    on the demo task's best transformer whose encoder exports to ONNX."""
+    import tempfile
+
+    import mlflow
+
+    from bench import runtimes
+    from longdoc.config.params import load_params
+    from longdoc.data.splits import sample_per_label
+    from longdoc.registry.tracking import resolve_tracking_uri, use_tracking
+    from longdoc.stages import read_validated, validate
+
+    params = load_params(overrides={"data.corpus": str(corpus_path)})
+    uri = resolve_tracking_uri(params.registry.tracking_uri)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return _not_run("runtimes", f"no registry at {uri} (run `make run` first)")
+    client = use_tracking(params.registry.tracking_uri).MlflowClient()
+    champion = best_transformer(client, params, exportable=True)
+    if champion is None:
+        return _not_run("runtimes", "no transformer with an exportable encoder in the demo task's registry")
+    path = mlflow.artifacts.download_artifacts(f"models:/{champion.name}/{champion.version}")
+    model_dir = next(Path(path).rglob("longdoc.json")).parent
+    with tempfile.TemporaryDirectory(prefix="bench-corpus-") as tmp:
+        validate(params, params.data.corpus, Path(tmp))
+        corpus = read_validated(Path(tmp))
+        test = sample_per_label(corpus[corpus["split"] == "test"], 4 if tiny else 40, params.data.seed)
+        result = runtimes.run(params, champion, model_dir, Path(tmp), test, tiny)
+    common.write("runtimes", result)
+    runtimes.plot(result, common.RESULTS / "runtimes.png")
     return result
 
 
@@ -224,7 +260,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("data/corpus.jsonl"))
     parser.add_argument("--out", type=Path, default=common.RESULTS)
     parser.add_argument("--only", nargs="*", default=None,
-                        help="recipe hardware scaling quantization cache training serving cli")
+                        help="recipe hardware scaling quantization cache training serving runtimes cli")
     args = parser.parse_args()
     common.RESULTS = args.out
     from longdoc.models.encoder import load_tokenizer
@@ -239,6 +275,7 @@ def main() -> None:
                 "cache": lambda: bench_cache(args.corpus, args.tiny),
                 "training": lambda: bench_training(args.corpus, args.tiny),
                 "serving": lambda: bench_serving(texts, args.tiny),
+                "runtimes": lambda: bench_runtimes(args.corpus, args.tiny),
                 "cli": lambda: bench_cli(args.corpus, args.tiny)}
     summary = {}
     for name, section in sections.items():

@@ -126,7 +126,7 @@ def make_pipeline(image: str, gpu: GpuParams, name: str = "longdoc", parallelism
                              baseline_run_id=base.outputs["run_id"]).after(gated)
         use_mlflow_secret(compared, cluster).set_display_name("compare variants").set_caching_options(False)
         with dsl.If(gated.outputs["Output"] == "package", name="new-champion"):
-            packaged = c.package(params=params, model_name=task_model).after(compared)
+            packaged = c.package(params=params, model_name=task_model, corpus=corpus).after(compared)
             use_mlflow_secret(packaged, cluster).set_display_name("package champion (Bento)")
             packaged.set_caching_options(False)
         return gated.outputs["Output"]

@@ -3,6 +3,11 @@
 All prediction logic is in the model (``longdoc.registry.pyfunc`` -> ``longdoc.models.inference``); this file only
 declares the HTTP surface and validates input, so a client's mistake is a 4xx with a reason and a
 huge document is refused before it reaches the model.
+
+Two BentoML services, one Bento: ``LongdocService`` is the front door (routes, limits, pages) and
+``ModelRunner`` holds the model. Every /classify and /classify_batch request becomes a call of the runner's
+batchable ``classify``, so concurrent requests share one encoder call (BentoML's adaptive batching) instead of
+fighting for the cores one by one.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import aiohttp
 import bentoml
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
@@ -34,8 +40,13 @@ MAX_CHARS = int(_setting("LONGDOC_MAX_CHARS", "max_chars", "200000"))
 MAX_BATCH_DOCS = int(_setting("LONGDOC_MAX_BATCH_DOCS", "max_batch_docs", "64"))
 MAX_BODY_BYTES = int(_setting("LONGDOC_MAX_BODY_BYTES", "max_body_bytes", "8000000"))
 QUANTIZE = _setting("LONGDOC_QUANTIZE", "quantize", "0").lower() in ("1", "true", "yes")
+# serving.runtime, as `longdoc package` checked it: what runs the model, why, and the BentoML model holding the ONNX
+# encoder when that is what runs
+ONNX_TAG = str(BUILT.get("onnx_model_tag") or "")
+RUNTIME = {"runtime": str(BUILT.get("runtime") or "torch"), "precision": str(BUILT.get("runtime_precision") or "fp32"),
+           "reason": str(BUILT.get("runtime_reason") or "serving.runtime: torch")}
 TIMEOUT_S = 120  # what a request may take in all (traffic.timeout)
-# serving.max_latency_ms: how long /classify_batch's adaptive batcher lets a request wait before it answers 503.
+# serving.max_latency_ms: how long the runner's adaptive batcher lets a request wait before it answers 503.
 # auto is the request timeout: the batcher then refuses only a request it estimates cannot be answered in time (from
 # the batch durations it measures while serving, on this machine), not one that merely waits behind a slow CPU batch.
 _LATENCY = _setting("LONGDOC_MAX_LATENCY_MS", "max_latency_ms", "auto")
@@ -118,62 +129,123 @@ class BodyLimit:
             dropped += len(message.get("body", b""))
 
 
-@bentoml.service(name="longdoc", traffic={"timeout": TIMEOUT_S, "max_concurrency": 64})
-@bentoml.asgi_app(web, path="/")
-class LongdocService:
+@bentoml.service(name="longdoc-model", workers=1, traffic={"timeout": TIMEOUT_S, "max_concurrency": 256})
+class ModelRunner:
+    """The one process that does model work; the front door calls it."""
+
     bento_model = bentoml.models.BentoModel(MODEL_TAG)
+    if ONNX_TAG:
+        onnx_model = bentoml.models.BentoModel(ONNX_TAG)
 
     def __init__(self) -> None:
-        self.model = bentoml.mlflow.load_model(self.bento_model)
-        self.predictor = self.model.unwrap_python_model().predictor
-        if QUANTIZE:
+        model = bentoml.mlflow.load_model(self.bento_model)
+        self.predictor = model.unwrap_python_model().predictor
+        self.runtime = dict(RUNTIME)
+        if ONNX_TAG:
+            from longdoc.models.onnx.runtime import ENCODER_FILE
+
+            self.predictor.use_onnx(Path(self.onnx_model.path) / ENCODER_FILE)
+            self.runtime.update({k: self.onnx_model.info.labels.get(k, "") for k in ("checked_docs", "disagreement")})
+        elif self.runtime["runtime"] == "torch" and self.runtime["precision"] == "bf16":
+            self.predictor.cpu_bf16 = True  # checked at packaging: it agreed with fp32 and was faster
+        elif QUANTIZE and self.runtime["runtime"] == "torch":
             self.predictor.quantize()
+            self.runtime["precision"] = "int8-dynamic"
         self.info = dict(self.bento_model.info.labels)
 
-    def _reply(self, prediction, started: float) -> dict:
-        return {"label": prediction.label, "probabilities": prediction.probabilities, "n_chunks": prediction.n_chunks,
-                "model": self.info.get("model_name"), "version": self.info.get("model_version"),
+    @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_DOCS, max_latency_ms=MAX_LATENCY_MS)
+    def classify(self, texts: list[str]) -> list[dict]:
+        """Documents from any number of concurrent requests, classified in one call."""
+        return [{"label": p.label, "probabilities": p.probabilities, "n_chunks": p.n_chunks}
+                for p in self.predictor.predict(texts, batch_size=16)]
+
+    @bentoml.api
+    def explain(self, text: str) -> dict:
+        return self.predictor.explain(text)
+
+    @bentoml.api
+    def describe(self) -> dict:
+        card = self.predictor.card
+        return {"info": self.info, "variant": card.variant, "labels": card.labels,
+                "chunk_tokens": card.chunking.chunk_tokens if card.chunking else None,
+                "temperature": self.predictor.temperature, "runtime": self.runtime,
+                "bento_model": str(self.bento_model.tag)}
+
+
+@bentoml.service(name="longdoc", traffic={"timeout": TIMEOUT_S, "max_concurrency": 256})
+@bentoml.asgi_app(web, path="/")
+class LongdocService:
+    model = bentoml.depends(ModelRunner)
+
+    def __init__(self) -> None:
+        self._described: dict | None = None
+
+    async def _runner(self, method: str, *args):
+        """Call the model runner, once more if it closed the kept-alive connection just as the call reused it.
+
+        BentoML's client pools connections to a dependency for longer than its server keeps them open, so under
+        load a call now and then meets a connection closed at that instant (aiohttp's ServerDisconnectedError, or
+        "Can not write request body"; BentoML issues 3669 and 4238). Classifying is idempotent, so a second call
+        is safe whether or not the first reached the model.
+        """
+        try:
+            return await getattr(self.model.to_async, method)(*args)
+        except aiohttp.ClientConnectionError:
+            return await getattr(self.model.to_async, method)(*args)
+
+    async def _describe(self) -> dict:
+        if self._described is None:
+            self._described = await self._runner("describe")
+        return self._described
+
+    async def _reply(self, prediction: dict, started: float) -> dict:
+        info = (await self._describe())["info"]
+        return {**prediction, "model": info.get("model_name"), "version": info.get("model_version"),
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
     @bentoml.api(route="/classify")
-    def classify(self, text: Text) -> dict:
+    async def classify(self, text: Text) -> dict:
         """One document: label, class probabilities, chunks read, model version, latency."""
         started = time.perf_counter()
-        return self._reply(self.predictor.predict([text])[0], started)
+        [prediction] = await self._runner("classify", [text])
+        return await self._reply(prediction, started)
 
-    @bentoml.api(route="/classify_batch", batchable=True, max_batch_size=MAX_BATCH_DOCS,
-                 max_latency_ms=MAX_LATENCY_MS)
-    def classify_batch(self, texts: Texts) -> list[dict]:
-        """Many documents; concurrent requests are merged into one batch (adaptive batching)."""
+    @bentoml.api(route="/classify_batch")
+    async def classify_batch(self, texts: Texts) -> list[dict]:
+        """Many documents; they join the runner's batch with every other request's."""
         started = time.perf_counter()
-        return [self._reply(p, started) for p in self.predictor.predict(texts, batch_size=16)]
+        return [await self._reply(p, started) for p in await self._runner("classify", texts)]
 
     @bentoml.api(route="/explain")
-    def explain(self, text: Text) -> dict:
+    async def explain(self, text: Text) -> dict:
         """Per-chunk scores and weights (attention where the variant has it), with character offsets."""
         started = time.perf_counter()
-        explanation = self.predictor.explain(text)
-        return {**explanation, "model": self.info.get("model_name"), "version": self.info.get("model_version"),
+        explanation = await self._runner("explain", text)
+        info = (await self._describe())["info"]
+        return {**explanation, "model": info.get("model_name"), "version": info.get("model_version"),
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
     @web.get("/metadata")
-    def metadata(self) -> dict:
+    async def metadata(self) -> dict:
         """What is being served and where it came from."""
-        card = self.predictor.card
-        return {"model": self.info.get("model_name"), "version": self.info.get("model_version"),
-                "alias": self.info.get("alias"), "variant": card.variant, "data_version": self.info.get("data_version"),
-                "task": self.info.get("task"), "labels": card.labels,
-                "chunk_tokens": card.chunking.chunk_tokens if card.chunking else None, "max_chars": MAX_CHARS,
+        described = await self._describe()
+        info = described["info"]
+        return {"model": info.get("model_name"), "version": info.get("model_version"),
+                "alias": info.get("alias"), "variant": described["variant"], "data_version": info.get("data_version"),
+                "task": info.get("task"), "labels": described["labels"],
+                "chunk_tokens": described["chunk_tokens"], "max_chars": MAX_CHARS,
                 "limits": {"max_chars": MAX_CHARS, "max_batch_docs": MAX_BATCH_DOCS, "max_body_bytes": MAX_BODY_BYTES,
                            "max_latency_ms": MAX_LATENCY_MS},
-                "temperature": self.predictor.temperature,
+                "temperature": described["temperature"],
                 # how the figures it was promoted on were measured: cross-fitted (every document, out of fold) or
                 # on the held-out test split, over how many documents
-                "evaluation": {"method": self.info.get("evaluation") or "held-out",
-                               "folds": int(self.info.get("folds") or 0),
-                               "documents": int(self.info.get("decision_docs") or 0)},
-                "quantized": QUANTIZE,
-                "bento_model": str(self.bento_model.tag)}
+                "evaluation": {"method": info.get("evaluation") or "held-out",
+                               "folds": int(info.get("folds") or 0),
+                               "documents": int(info.get("decision_docs") or 0)},
+                # what runs the encoder (serving.runtime, checked at packaging) and why
+                "runtime": described["runtime"],
+                "quantized": described["runtime"]["precision"].startswith("int8"),
+                "bento_model": described["bento_model"]}
 
     @web.get("/ui", response_class=HTMLResponse)
     def page(self) -> str:

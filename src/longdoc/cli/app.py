@@ -322,17 +322,26 @@ def package(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
             model: Annotated[str | None, typer.Option(help="Registered model (task); default: the one in "
                                                            "outputs/baseline/run.json.")] = None,
             version: Annotated[str | None, typer.Option(help="A model version instead of the champion.")] = None,
+            corpus: Annotated[Path | None, typer.Option(help="Validated corpus folder whose validation documents "
+                                                             "check an ONNX graph; default: the configured corpus, "
+                                                             "validated now.")] = None,
+            onnx: Annotated[Path | None, typer.Option(help="An ONNX encoder exported elsewhere, to check and pack "
+                                                           "instead of exporting one (implies runtime onnx).")] = None,
             out: Path = OUT / "bento.json") -> None:
     """Import the task's champion into BentoML and build the Bento (stage 6)."""
     import json
     from dataclasses import asdict
 
+    from longdoc.cli.summary import print_runtime
     from longdoc.stages import package as run
 
     name = model or _registrations([OUT / "baseline" / "run.json"])[0]["model_name"]
-    packaged = run(_params(params, set_), name, version)
+    if onnx is not None and not onnx.is_file():
+        raise LongdocError(f"no ONNX file at {onnx}")
+    packaged = run(_params(params, set_), name, version, corpus, onnx)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(asdict(packaged), indent=2))
+    print_runtime(_console(), packaged.runtime)
     _console().print(f"bento {packaged.bento_tag} (model {packaged.model_tag}, {name} version "
                      f"{packaged.model_version})")
 

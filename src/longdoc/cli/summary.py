@@ -180,3 +180,23 @@ def print_summary(params: Params, outputs: dict[str, str], since_ms: int) -> boo
     for key, value in rows:
         console.print(f"[bold]{key:<{width}}[/]  {value}", highlight=False)
     return champion is not None
+
+
+def print_runtime(console, runtime: dict) -> None:
+    """What `longdoc package` decided the Bento serves with, and each candidate's check against torch fp32."""
+    from rich.table import Table
+
+    if runtime.get("candidates"):
+        limit = runtime["max_disagreement"]
+        table = Table(title=f"serving runtimes checked on {runtime['checked_docs']} validation documents against "
+                            f"torch fp32 ({runtime['torch_docs_per_s']:.1f} docs/s)")
+        for column in ("runtime", "labels differing", "docs/s", "largest probability change", "refused because"):
+            table.add_column(column)
+        for c in runtime["candidates"]:
+            over = c["disagreement"] is not None and c["disagreement"] > limit
+            table.add_row(f"{c['engine']} {c['precision']}", "" if c["differing"] is None else f"{c['differing']}",
+                          "" if c["docs_per_s"] is None else f"{c['docs_per_s']:.1f}",
+                          "" if c["max_prob_diff"] is None else f"{c['max_prob_diff']:.4f}",
+                          c["error"] or (f"{c['disagreement']:.1%} differ > {limit:.1%}" if over else ""))
+        console.print(table)
+    console.print(f"runtime: {runtime.get('runtime')} {runtime.get('precision')}: {runtime.get('reason')}")

@@ -298,7 +298,16 @@ class ServingParams(_Section):
     max_latency_ms: Literal["auto"] | Annotated[int, Field(ge=1)] = Field(
         "auto", description="How long /classify_batch's adaptive batcher lets a request wait before a 503; auto: the "
                             "request timeout (120 s), so only a request that cannot be answered in time is refused.")
-    quantize: bool = Field(False, description="int8 dynamic quantization of Linear layers when serving on CPU.")
+    quantize: bool = Field(False, description="int8 dynamic quantization of Linear layers when serving on CPU "
+                                              "(runtime torch).")
+    runtime: Literal["torch", "onnx", "auto"] = Field(
+        "auto", description="What runs the model in the Bento. torch: torch fp32. onnx: the encoder exported to ONNX "
+                            "Runtime, fused and quantised to int8 at packaging. auto: those and torch under bf16 "
+                            "autocast. Each is checked against torch fp32 on validation documents; the fastest that "
+                            "agrees serves, else torch fp32.")
+    max_disagreement: float = Field(
+        0.01, ge=0.0, le=1.0, description="Largest share of validation documents a faster runtime may label "
+                                          "differently from torch fp32 before it is refused.")
 
     @field_validator("max_latency_ms", mode="before")
     @classmethod

@@ -99,6 +99,10 @@ class ChunkEncoder(nn.Module):
         self.tokens_forward += tokens
         if not self.frozen:
             self.tokens_backward += tokens
+        return self.vectors(input_ids, attention_mask, **extra)
+
+    def vectors(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **extra) -> torch.Tensor:
+        """The pooled vectors alone, nothing counted: the function an ONNX export of this encoder computes."""
         hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]

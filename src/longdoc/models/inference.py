@@ -27,6 +27,7 @@ class Predictor:
         self.device = device
         self.special = SpecialTokens.of(tokenizer)
         self.temperature = 1.0  # set from the validation split by the evaluation (temperature scaling)
+        self.cpu_bf16 = False  # bf16 autocast on CPU: a serving runtime, chosen at packaging when it agrees and pays
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str = "cpu") -> Predictor:
@@ -64,9 +65,46 @@ class Predictor:
         self.device = "cpu"
         return self
 
+    def use_onnx(self, path: Path, threads: int | None = None) -> Predictor:
+        """Serve with the encoder as an ONNX Runtime graph (``serving.runtime: onnx``); the head stays in torch."""
+        from longdoc.models.onnx.runtime import OnnxEncoder
+
+        self.model = self.model.cpu()
+        self.model.encoder = OnnxEncoder(path, threads)
+        self.device = "cpu"
+        return self
+
+    @contextmanager
+    def onnx_encoder(self, path: Path):
+        """Within the block, the ONNX graph at ``path`` encodes; the torch encoder is back afterwards."""
+        saved, device = self.model.encoder, self.device
+        try:
+            yield self.use_onnx(path)
+        finally:
+            self.model.encoder = saved
+            self.model.to(device)
+            self.device = device
+
+    @contextmanager
+    def bf16(self):
+        """Within the block, the model runs under bf16 autocast on CPU."""
+        saved, self.cpu_bf16 = self.cpu_bf16, True
+        try:
+            yield self
+        finally:
+            self.cpu_bf16 = saved
+
+    @property
+    def runtime(self) -> str:
+        return "onnx" if type(self.model.encoder).__name__ == "OnnxEncoder" else "torch"
+
     @property
     def labels(self) -> list[str]:
         return self.card.labels
+
+    def segments_of(self, text: str) -> list[list[int]]:
+        """The token ids of each segment the model reads of ``text`` (what the encoder sees)."""
+        return self._segments(text)[0]
 
     def _segments(self, text: str) -> tuple[list[list[int]], int]:
         chunked = chunk_document(text, self.tokenizer, self.card.chunking)
@@ -85,7 +123,7 @@ class Predictor:
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
             batch = collate([segments[i][0] for i in rows], self.special).to(self.device)
-            with autocast(self.device):
+            with autocast(self.device, self.cpu_bf16):
                 logits = self.model(batch)
             probs[rows] = self._softmax(logits).cpu().numpy()
         return probs, [n for _, n in segments]
@@ -102,10 +140,11 @@ class Predictor:
         spans = self.model.segment_spans(len(chunked.input_ids), chunked.windows)
         segments = self.model.segments(chunked.input_ids, chunked.windows)
         whole = collate([segments], self.special).to(self.device)
-        probs = self._softmax(self.model(whole))[0]
+        with autocast(self.device, self.cpu_bf16):
+            probs = self._softmax(self.model(whole))[0]
+            alone = self._softmax(self.model(collate([[s] for s in segments], self.special).to(self.device)))
+            weights = self.model.chunk_weights(whole)
         predicted = int(probs.argmax())
-        alone = self._softmax(self.model(collate([[s] for s in segments], self.special).to(self.device)))
-        weights = self.model.chunk_weights(whole)
         if weights is None:
             support = alone[:, predicted]
             weights = [(support / support.sum().clamp(min=1e-9)).tolist()]

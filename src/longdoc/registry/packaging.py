@@ -8,12 +8,16 @@ so serving code never copies training code: the Bento's model is the MLflow pyfu
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from longdoc.config.params import Params
 from longdoc.errors import LongdocError
+from longdoc.models.baseline import BASELINE_NAME
+from longdoc.registry.serving_runtime import RuntimeChoice, choose_runtime
 from longdoc.registry.tracking import use_tracking
 
 os.environ.setdefault("BENTOML_DO_NOT_TRACK", "true")
@@ -26,6 +30,7 @@ class Packaged:
     model_tag: str
     bento_tag: str
     model_version: str
+    runtime: dict = field(default_factory=dict)  # the RuntimeChoice: what serves the encoder, why, the evidence
 
 
 @contextmanager
@@ -66,16 +71,44 @@ def import_champion(params: Params, name: str, version: str | None = None):
                                        labels=labels), str(mv.version)
 
 
-def build_bento(params: Params, model_tag: str) -> str:
+def decide_runtime(params: Params, model, texts: list[str], supplied: Path | None = None) -> tuple[RuntimeChoice, str]:
+    """The runtime the Bento serves with, and the BentoML model holding its ONNX encoder ("" when none).
+
+    The check runs on the model as the Bento will load it (the MLflow pyfunc, with its temperature).
+    """
+    import bentoml
+
+    from longdoc.models.onnx.runtime import ENCODER_FILE
+
+    if model.info.labels.get("variant") == BASELINE_NAME:
+        return RuntimeChoice("sklearn", "tf-idf", "the TF-IDF baseline serves in scikit-learn"), ""
+    if params.serving.runtime == "torch" and supplied is None:
+        return RuntimeChoice("torch", "fp32", "serving.runtime: torch"), ""
+    predictor = bentoml.mlflow.load_model(model).unwrap_python_model().predictor
+    with tempfile.TemporaryDirectory(prefix="longdoc-onnx-") as work:
+        choice = choose_runtime(predictor, texts, Path(work), params.serving.max_disagreement, supplied,
+                                bf16=params.serving.runtime == "auto" and supplied is None)
+        if choice.runtime != "onnx":
+            return choice, ""
+        with bentoml.models.create(f"{model.tag.name}-onnx", labels={**model.info.labels, **choice.labels()},
+                                   metadata={"source_model": str(model.tag)}) as onnx_model:
+            shutil.copyfile(choice.path, Path(onnx_model.path) / ENCODER_FILE)
+    return choice, str(onnx_model.tag)
+
+
+def build_bento(params: Params, model_tag: str, choice: RuntimeChoice | None = None, onnx_tag: str = "") -> str:
     import bentoml
 
     service_dir = Path(params.serving.service_dir).resolve()
     if not (service_dir / "bentofile.yaml").is_file():
         raise LongdocError(f"no bentofile.yaml in {service_dir}")
+    choice = choice or RuntimeChoice("torch", "fp32", "serving.runtime: torch")
     args = {"model_tag": model_tag, "max_chars": params.serving.max_chars,
             "max_batch_docs": params.serving.max_batch_docs, "max_body_bytes": params.serving.max_body_bytes,
             "max_latency_ms": str(params.serving.max_latency_ms),
-            "quantize": "1" if params.serving.quantize else "0"}
+            "quantize": "1" if params.serving.quantize else "0",
+            "onnx_model_tag": onnx_tag, "runtime": choice.runtime, "runtime_precision": choice.precision,
+            "runtime_reason": choice.reason[:500]}
     # the service lets an environment variable override its build arguments (for serve time); pin it here
     # so a stray LONGDOC_BENTO_MODEL in the builder's environment cannot pack another model
     with _env(MODEL_TAG_ENV, model_tag):
@@ -87,14 +120,24 @@ def build_bento(params: Params, model_tag: str) -> str:
 BENTO_TAG = "bento"  # version tag: the Bento last built from this version
 
 
-def package(params: Params, name: str, version: str | None = None) -> Packaged:
-    """Build the Bento of the champion (or a version) and record its tag on the version."""
+RUNTIME_TAG = "serving_runtime"  # version tag: what its last Bento serves the encoder with
+
+
+def package(params: Params, name: str, version: str | None = None, texts: list[str] | None = None,
+            onnx: Path | None = None) -> Packaged:
+    """Build the Bento of the champion (or a version) and record its tag and runtime on the version.
+
+    ``texts`` are the validation documents an ONNX graph is checked on; ``onnx`` checks and packs a graph
+    exported elsewhere instead of exporting one.
+    """
     from longdoc.registry.mlflow_direct import registry
 
     model, mv = import_champion(params, name, version)
-    packaged = Packaged(str(model.tag), build_bento(params, str(model.tag)), mv)
+    choice, onnx_tag = decide_runtime(params, model, texts or [], onnx)
+    packaged = Packaged(str(model.tag), build_bento(params, str(model.tag), choice, onnx_tag), mv, choice.to_dict())
     client = use_tracking(params.registry.tracking_uri).MlflowClient()
     registry(client).set_model_version_tag(name, mv, BENTO_TAG, packaged.bento_tag)
+    registry(client).set_model_version_tag(name, mv, RUNTIME_TAG, f"{choice.runtime} {choice.precision}")
     return packaged
 
 

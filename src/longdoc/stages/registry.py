@@ -74,11 +74,31 @@ def gate(params: Params, model_name: str, versions: list[str], corpus_dir: Path)
                       params.registry.gate, read_validated(corpus_dir))
 
 
-def package(params: Params, model_name: str, version: str | None = None):
+def package(params: Params, model_name: str, version: str | None = None, corpus_dir: Path | None = None,
+            onnx: Path | None = None):
+    """Package the champion (or a version); unless ``serving.runtime`` is torch, each faster runtime is checked
+    on the validation documents of ``corpus_dir`` (default: the configured corpus, validated here)."""
     from longdoc.registry.packaging import package as run_package
 
+    texts = check_texts(params, corpus_dir) if params.serving.runtime != "torch" or onnx else []
     with tracking_server(params, f"packaging {model_name}"):
-        return run_package(params, model_name, version)
+        return run_package(params, model_name, version, texts, onnx)
+
+
+def check_texts(params: Params, corpus_dir: Path | None) -> list[str]:
+    """The validation documents an ONNX graph is checked on: the first CHECK_DOCS by id."""
+    import tempfile
+
+    from longdoc.registry.serving_runtime import CHECK_DOCS
+
+    if corpus_dir is None:
+        from longdoc.stages.data import validate
+
+        with tempfile.TemporaryDirectory(prefix="longdoc-check-") as tmp:
+            validate(params, params.data.corpus, Path(tmp))
+            return check_texts(params, Path(tmp))
+    frame = read_validated(corpus_dir)
+    return frame[frame["split"] == "val"].sort_values("id")["text"].head(CHECK_DOCS).tolist()
 
 
 def champion_without_bento(params: Params, model_name: str) -> str | None:
