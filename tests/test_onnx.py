@@ -63,7 +63,7 @@ def test_each_chunked_variant_reads_the_same_vectors_from_the_onnx_encoder(name,
 def test_the_check_serves_the_fastest_runtime_that_agrees_and_says_what_it_measured(texts, tokenizer, tmp_path):
     model, card = build("chunk_mean")
     choice = choose_runtime(Predictor(model.eval(), tokenizer, card), texts, tmp_path, max_disagreement=1.0,
-                            bf16=True)
+                            bf16=True, beat_torch=True)
     names = [c.name for c in choice.candidates]
     assert names == ["onnx fp32", "onnx int8-dynamic", "onnx int8-static", "torch bf16"]
     fastest = max(choice.candidates, key=lambda c: c.docs_per_s)
@@ -88,8 +88,17 @@ def test_a_candidate_over_the_disagreement_limit_gives_way_to_the_next():
     assert pick([fast, slower, exact], 0.05, 10.0) is fast
     assert pick([fast, broken, exact], 0.01, 10.0) is exact
     assert pick([fast, broken, exact], 0.01, 12.0) is None  # not faster than torch fp32: torch fp32
-    assert pick([fast, broken], 0.01, 1.0) is None  # nothing within the limit: torch fp32
-    assert pick([Candidate("onnx", "fp32", "f", disagreement=0.01, differing=2, docs_per_s=2.0)], 0.01, 1.0)
+    assert pick([fast, broken, exact], 0.01) is exact  # runtime onnx: torch fp32 is no contender
+    assert pick([fast, broken], 0.01) is None  # nothing within the limit: torch fp32
+    assert pick([Candidate("onnx", "fp32", "f", disagreement=0.01, differing=2, docs_per_s=2.0)], 0.01)
+
+
+def test_runtime_onnx_serves_an_agreeing_graph_even_when_torch_is_faster(graphs, texts, tokenizer, tmp_path):
+    """What a team that asked for ONNX gets: the exact graph, with its speed beside torch's in the reason."""
+    model, card = build("chunk_mean")
+    choice = choose_runtime(Predictor(model.eval(), tokenizer, card), texts, tmp_path, 0.0, graphs=("fp32",))
+    assert (choice.runtime, choice.precision, [c.name for c in choice.candidates]) == ("onnx", "fp32", ["onnx fp32"])
+    assert "against torch fp32's" in choice.reason
 
 
 @pytest.mark.parametrize("content", [b"not an onnx graph", "truncated"])
@@ -101,6 +110,13 @@ def test_a_corrupted_onnx_file_falls_back_to_torch_with_the_reason(content, grap
     choice = choose_runtime(Predictor(model, tokenizer, card), texts, tmp_path / "work", 0.01, supplied=path)
     assert (choice.runtime, choice.precision) == ("torch", "fp32")
     assert choice.reason.startswith(f"fell back to torch fp32: onnx supplied: ONNX Runtime cannot load {path}")
+
+
+def test_without_validation_documents_nothing_is_checked_and_torch_serves(tokenizer, tmp_path):
+    model, card = build("chunk_mean")
+    choice = choose_runtime(Predictor(model, tokenizer, card), [], tmp_path, 0.01, bf16=True)
+    assert (choice.runtime, choice.precision, choice.candidates) == ("torch", "fp32", [])
+    assert choice.reason.startswith("no validation documents to check a faster runtime on")
 
 
 def test_a_longformer_stays_in_torch_and_says_why(texts, tokenizer, tmp_path):

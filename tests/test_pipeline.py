@@ -219,15 +219,62 @@ def service(run):
     yield from _serve(_bento_tag(run["stdout"].split("Bento", 1)[1]), run["env"], run["tmp"] / "serve.log")
 
 
+def _version(client, variant: str):
+    return next(v for v in client.search_model_versions(f"name='{NAME}'") if v.tags["variant"] == variant)
+
+
 @pytest.fixture(scope="module")
-def attention_service(run, client):
-    """A transformer version packaged on request (`longdoc package --version`), for chunk-level explanations."""
-    version = next(v for v in client.search_model_versions(f"name='{NAME}'") if v.tags["variant"] == "attention")
-    done = cli("package", "--model", NAME, "--version", str(version.version), *set_args(run["overrides"]),
-               "--out", str(run["tmp"] / "bento-attention.json"), env=run["env"])
+def attention_package(run, client) -> dict:
+    """A transformer version packaged on request (`longdoc package --version`) with serving.runtime onnx and its
+    exact graph: four training steps leave near-ties that int8 (checked in tests/test_onnx.py) may turn."""
+    overrides = {**run["overrides"], "serving.runtime": "onnx", "serving.onnx_graphs": ["fp32"],
+                 "serving.max_disagreement": 0}
+    done = cli("package", "--model", NAME, "--version", str(_version(client, "attention").version),
+               *set_args(overrides), "--out", str(run["tmp"] / "bento-attention.json"), env=run["env"])
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    tag = json.loads((run["tmp"] / "bento-attention.json").read_text())["bento_tag"]
-    yield from _serve(tag, run["env"], run["tmp"] / "serve-attention.log")
+    return {"stdout": done.stdout, **json.loads((run["tmp"] / "bento-attention.json").read_text())}
+
+
+@pytest.fixture(scope="module")
+def attention_service(run, attention_package):
+    """The attention version's Bento, for chunk-level explanations and the ONNX runtime."""
+    yield from _serve(attention_package["bento_tag"], run["env"], run["tmp"] / "serve-attention.log")
+
+
+def test_an_onnx_bento_answers_the_labels_the_evaluation_predicted(run, client, attention_package,
+                                                                  attention_service, small_corpus):
+    """Packaged with serving.runtime onnx and served by plain `bentoml serve`: the encoder runs in ONNX Runtime
+    (the graph the check chose), and /classify_batch gives every test document the evaluation's label."""
+    runtime = requests.get(f"{attention_service}/metadata", timeout=10).json()["runtime"]
+    assert runtime["runtime"] == attention_package["runtime"]["runtime"] == "onnx", attention_package["stdout"]
+    assert (runtime["precision"], runtime["disagreement"]) == ("fp32", "0.0000")
+    assert "serving runtimes checked on" in attention_package["stdout"]
+    version = _version(client, "attention")
+    assert version.tags["serving_runtime"] == f"onnx {runtime['precision']}"
+    evaluated = pd.read_parquet(client.download_artifacts(version.run_id, "evaluation/predictions.parquet",
+                                                          str(run["tmp"])))
+    normal = evaluated[evaluated["view"] == "normal"].set_index("id")
+    texts = pd.read_json(small_corpus, lines=True).set_index("id").loc[normal.index, "text"].tolist()
+    labels = []
+    for start in range(0, len(texts), LIMITS["max_batch_docs"]):
+        reply = requests.post(f"{attention_service}/classify_batch", timeout=120,
+                              json={"texts": texts[start : start + LIMITS["max_batch_docs"]]})
+        assert reply.status_code == 200, reply.text
+        labels += [r["label"] for r in reply.json()]
+    assert labels == normal["predicted"].tolist()
+
+
+def test_a_corrupted_onnx_file_is_packaged_as_torch_with_the_reason(run, client, tmp_path):
+    broken = tmp_path / "encoder.onnx"
+    broken.write_bytes(b"\x08\x07" + b"half a graph" * 100)
+    version = _version(client, "head")
+    done = cli("package", "--model", NAME, "--version", str(version.version), "--onnx", str(broken),
+               *set_args(run["overrides"]), "--out", str(tmp_path / "bento.json"), env=run["env"])
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    said = " ".join(done.stdout.split())
+    assert f"runtime: torch fp32: fell back to torch fp32: onnx supplied: ONNX Runtime cannot load {broken}" in said
+    assert client.get_model_version(NAME, version.version).tags["serving_runtime"] == "torch fp32"
+    assert json.loads((tmp_path / "bento.json").read_text())["runtime"]["runtime"] == "torch"
 
 
 def test_service_classifies(service, client, small_corpus):
@@ -329,6 +376,7 @@ def test_metadata_health_and_page(service, client):
     assert meta["data_version"] == champion.tags["data_version"] and meta["task"] == champion.tags["task"]
     assert meta["labels"] == json.loads(champion.tags["labels"]) and meta["variant"] == "tfidf_logreg"
     assert meta["evaluation"] == {"method": "held-out", "folds": 0, "documents": 10}  # the champion's test split
+    assert meta["runtime"]["runtime"] == "sklearn" and not meta["quantized"]
     for path in ("/livez", "/readyz"):
         assert requests.get(f"{service}{path}", timeout=10).status_code == 200
     page = requests.get(f"{service}/ui", timeout=10)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,13 @@ class Packaged:
     bento_tag: str
     model_version: str
     runtime: dict = field(default_factory=dict)  # the RuntimeChoice: what serves the encoder, why, the evidence
+
+
+def store_name(name: str) -> str:
+    """A BentoML model name (at most 63 characters); a longer one keeps its start and a hash of the whole."""
+    import hashlib
+
+    return name if len(name) <= 63 else f"{name[:54]}-{hashlib.sha1(name.encode()).hexdigest()[:8]}"
 
 
 @contextmanager
@@ -66,15 +74,17 @@ def import_champion(params: Params, name: str, version: str | None = None):
     labels = {"model_name": name, "model_version": str(mv.version), "alias": "" if version else alias,
               "variant": mv.tags.get("variant", ""), "data_version": mv.tags.get("data_version", ""),
               "task": task, **{k: mv.tags.get(k, "") for k in EVALUATION_TAGS}}
-    bento_model = f"{params.serving.bento_model}-{task}" if task else params.serving.bento_model
+    bento_model = store_name(f"{params.serving.bento_model}-{task}" if task else params.serving.bento_model)
     return bentoml.mlflow.import_model(bento_model, model_uri=f"models:/{name}/{mv.version}",
                                        labels=labels), str(mv.version)
 
 
-def decide_runtime(params: Params, model, texts: list[str], supplied: Path | None = None) -> tuple[RuntimeChoice, str]:
+def decide_runtime(params: Params, model, texts: Callable[[], list[str]], supplied: Path | None = None
+                   ) -> tuple[RuntimeChoice, str]:
     """The runtime the Bento serves with, and the BentoML model holding its ONNX encoder ("" when none).
 
-    The check runs on the model as the Bento will load it (the MLflow pyfunc, with its temperature).
+    The check runs on the model as the Bento will load it (the MLflow pyfunc, with its temperature), on
+    ``texts()``: read only when there is something to check.
     """
     import bentoml
 
@@ -86,11 +96,13 @@ def decide_runtime(params: Params, model, texts: list[str], supplied: Path | Non
         return RuntimeChoice("torch", "fp32", "serving.runtime: torch"), ""
     predictor = bentoml.mlflow.load_model(model).unwrap_python_model().predictor
     with tempfile.TemporaryDirectory(prefix="longdoc-onnx-") as work:
-        choice = choose_runtime(predictor, texts, Path(work), params.serving.max_disagreement, supplied,
-                                bf16=params.serving.runtime == "auto" and supplied is None)
+        auto = params.serving.runtime == "auto" and supplied is None
+        choice = choose_runtime(predictor, texts(), Path(work), params.serving.max_disagreement, supplied,
+                                bf16=auto, graphs=tuple(params.serving.onnx_graphs), beat_torch=auto)
         if choice.runtime != "onnx":
             return choice, ""
-        with bentoml.models.create(f"{model.tag.name}-onnx", labels={**model.info.labels, **choice.labels()},
+        labels = {**model.info.labels, **choice.labels()}
+        with bentoml.models.create(store_name(f"{model.tag.name}-onnx"), labels=labels,
                                    metadata={"source_model": str(model.tag)}) as onnx_model:
             shutil.copyfile(choice.path, Path(onnx_model.path) / ENCODER_FILE)
     return choice, str(onnx_model.tag)
@@ -123,17 +135,17 @@ BENTO_TAG = "bento"  # version tag: the Bento last built from this version
 RUNTIME_TAG = "serving_runtime"  # version tag: what its last Bento serves the encoder with
 
 
-def package(params: Params, name: str, version: str | None = None, texts: list[str] | None = None,
+def package(params: Params, name: str, version: str | None = None, texts: Callable[[], list[str]] = list,
             onnx: Path | None = None) -> Packaged:
     """Build the Bento of the champion (or a version) and record its tag and runtime on the version.
 
-    ``texts`` are the validation documents an ONNX graph is checked on; ``onnx`` checks and packs a graph
+    ``texts`` gives the validation documents a faster runtime is checked on; ``onnx`` checks and packs a graph
     exported elsewhere instead of exporting one.
     """
     from longdoc.registry.mlflow_direct import registry
 
     model, mv = import_champion(params, name, version)
-    choice, onnx_tag = decide_runtime(params, model, texts or [], onnx)
+    choice, onnx_tag = decide_runtime(params, model, texts, onnx)
     packaged = Packaged(str(model.tag), build_bento(params, str(model.tag), choice, onnx_tag), mv, choice.to_dict())
     client = use_tracking(params.registry.tracking_uri).MlflowClient()
     registry(client).set_model_version_tag(name, mv, BENTO_TAG, packaged.bento_tag)

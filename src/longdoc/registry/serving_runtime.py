@@ -19,7 +19,7 @@ import numpy as np
 
 from longdoc.errors import LongdocError
 
-CHECK_DOCS = 200  # validation documents each candidate is compared with torch on (about a minute on 2 cores)
+CHECK_DOCS = 200  # documents each candidate is compared with torch on (about a minute on 2 cores)
 CALIBRATION_DOCS = 48  # validation documents whose chunks set the static ranges
 
 
@@ -117,8 +117,11 @@ def _first_line(err: Exception) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
 
 
-def build_candidates(predictor, texts: list[str], work: Path) -> list[Candidate]:
-    """Export, fuse and quantise the encoder; a step that fails becomes a candidate with its error."""
+GRAPHS = ("int8-dynamic", "int8-static", "fp32")
+
+
+def build_candidates(predictor, texts: list[str], work: Path, graphs: tuple[str, ...] = GRAPHS) -> list[Candidate]:
+    """Export, fuse and quantise the encoder into ``graphs``; a step that fails becomes a candidate with its error."""
     from longdoc.models.onnx import export as onnx
 
     work.mkdir(parents=True, exist_ok=True)
@@ -129,10 +132,12 @@ def build_candidates(predictor, texts: list[str], work: Path) -> list[Candidate]
         onnx.optimize(raw, fused, encoder)
     except Exception as err:  # the exporter and optimiser raise many types; each is a reason to stay in torch
         return [Candidate("onnx", "fp32", error=f"export failed: {_first_line(err)}")]
-    candidates = [Candidate("onnx", "fp32", str(fused))]
+    candidates = [Candidate("onnx", "fp32", str(fused))] if "fp32" in graphs else []
     steps = {"int8-dynamic": lambda path: onnx.quantize_dynamic(fused, path),
              "int8-static": lambda path: onnx.quantize_static(raw, path, _calibration(predictor, texts))}
     for precision, make in steps.items():
+        if precision not in graphs:
+            continue
         path = work / f"{precision}.onnx"
         try:
             candidates.append(Candidate("onnx", precision, str(make(path))))
@@ -141,10 +146,11 @@ def build_candidates(predictor, texts: list[str], work: Path) -> list[Candidate]
     return candidates
 
 
-def pick(candidates: list[Candidate], limit: float, torch_docs_per_s: float) -> Candidate | None:
-    """The fastest candidate within the disagreement limit, if it is faster than torch fp32."""
+def pick(candidates: list[Candidate], limit: float, floor: float = 0.0) -> Candidate | None:
+    """The fastest candidate within the disagreement limit, if it reads more than ``floor`` docs/s (torch fp32's,
+    when torch fp32 is a contender too)."""
     passing = sorted((c for c in candidates if c.passes(limit)), key=lambda c: -(c.docs_per_s or 0))
-    return passing[0] if passing and (passing[0].docs_per_s or 0) > torch_docs_per_s else None
+    return passing[0] if passing and (passing[0].docs_per_s or 0) > floor else None
 
 
 def _refusals(candidates: list[Candidate], limit: float) -> str:
@@ -154,19 +160,21 @@ def _refusals(candidates: list[Candidate], limit: float) -> str:
 
 
 def choose_runtime(predictor, texts: list[str], work: Path, max_disagreement: float, supplied: Path | None = None,
-                   bf16: bool = False) -> RuntimeChoice:
+                   bf16: bool = False, graphs: tuple[str, ...] = GRAPHS, beat_torch: bool = False) -> RuntimeChoice:
     """The runtime for ``predictor``'s Bento. ``supplied`` checks an ONNX graph exported elsewhere instead of
-    exporting one; ``bf16`` adds torch under bf16 autocast to the candidates."""
+    exporting one; ``bf16`` adds torch under bf16 autocast to the candidates; ``beat_torch`` makes torch fp32 a
+    contender (``serving.runtime: auto``), where otherwise an ONNX graph that agrees serves even if slower."""
     from longdoc.models.onnx.export import why_not_exportable
 
     encoder = getattr(getattr(predictor, "model", None), "encoder", None)
     if encoder is None:
         return RuntimeChoice("sklearn", "tf-idf", "the TF-IDF baseline has no encoder: it serves in scikit-learn")
-    if not texts:
-        raise LongdocError("no validation documents to check the serving runtime against")
+    if not texts:  # nothing to check a faster runtime on: the one the model was evaluated with
+        return RuntimeChoice("torch", "fp32", "no validation documents to check a faster runtime on: serves in "
+                                              "torch fp32")
     reason = why_not_exportable(encoder)
     candidates = [Candidate("onnx", "supplied", str(supplied))] if supplied else [] if reason else \
-        build_candidates(predictor, texts, work)
+        build_candidates(predictor, texts, work, graphs)
     if bf16:
         candidates.append(Candidate("torch", "bf16"))
     if not candidates:
@@ -177,7 +185,7 @@ def choose_runtime(predictor, texts: list[str], work: Path, max_disagreement: fl
             check(predictor, candidate, texts, reference)
     common = {"checked_docs": len(texts), "torch_docs_per_s": torch_speed, "candidates": candidates,
               "max_disagreement": max_disagreement}
-    chosen = pick(candidates, max_disagreement, torch_speed)
+    chosen = pick(candidates, max_disagreement, torch_speed if beat_torch else 0.0)
     refused = _refusals(candidates, max_disagreement)
     if chosen is None:
         slower = [c.name for c in candidates if c.passes(max_disagreement)]

@@ -80,13 +80,16 @@ def package(params: Params, model_name: str, version: str | None = None, corpus_
     on the validation documents of ``corpus_dir`` (default: the configured corpus, validated here)."""
     from longdoc.registry.packaging import package as run_package
 
-    texts = check_texts(params, corpus_dir) if params.serving.runtime != "torch" or onnx else []
     with tracking_server(params, f"packaging {model_name}"):
-        return run_package(params, model_name, version, texts, onnx)
+        return run_package(params, model_name, version, lambda: check_texts(params, corpus_dir), onnx)
 
 
 def check_texts(params: Params, corpus_dir: Path | None) -> list[str]:
-    """The validation documents an ONNX graph is checked on: the first CHECK_DOCS by id."""
+    """The documents a faster runtime is checked on: validation, then test documents, CHECK_DOCS in all.
+
+    The check compares two ways of running one model, not the model with the truth, so documents the model was
+    evaluated on serve as well as unseen ones; more of them make a disagreement limit mean more.
+    """
     import tempfile
 
     from longdoc.registry.serving_runtime import CHECK_DOCS
@@ -98,7 +101,8 @@ def check_texts(params: Params, corpus_dir: Path | None) -> list[str]:
             validate(params, params.data.corpus, Path(tmp))
             return check_texts(params, Path(tmp))
     frame = read_validated(corpus_dir)
-    return frame[frame["split"] == "val"].sort_values("id")["text"].head(CHECK_DOCS).tolist()
+    frame = frame[frame["split"].isin(["val", "test"])]
+    return frame.sort_values(["split", "id"], ascending=[False, True])["text"].head(CHECK_DOCS).tolist()
 
 
 def champion_without_bento(params: Params, model_name: str) -> str | None:
