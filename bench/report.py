@@ -27,6 +27,29 @@ def _scaling(title: str, r: dict, png: str) -> list[str]:
                   f"![length scaling](bench/results/{png})", ""]
 
 
+def _runtimes(r: dict) -> list[str]:
+    """One row per runtime: in process on the test documents, then through `bentoml serve` at each concurrency."""
+    levels = sorted({c for v in r["served"].values() if "load" in v for c in v["load"]}, key=int)
+    out = [f"**Serving runtimes** of {r['champion']}: {r['test_docs']} test documents (mean {r['mean_chars']:.0f} "
+           f"characters) in process; /classify through `bentoml serve` at concurrency {', '.join(levels)}. Share of "
+           f"peak: the encoder's executed FLOP/s against the dense fp32 matmul's "
+           f"({r['fp32_matmul_gflops_per_s']:.0f} GFLOP/s here).", "",
+           "| runtime | docs/s in process | speed-up | macro-F1 | labels differing from torch fp32 | share of fp32 "
+           "matmul peak | " + " | ".join(f"conc {c}: req/s, p50/p99 ms, 5xx" for c in levels) + " |",
+           "|---|---|---|---|---|---|" + "---|" * len(levels)]
+    for name, row in r["in_process"].items():
+        if "docs_per_s" not in row:
+            out.append(f"| {name} | {row.get('status', '')} |")
+            continue
+        served = r["served"].get(name, {}).get("load", {})
+        cells = [f"{served[c]['throughput_rps']:.1f}, {served[c]['p50_ms']:.0f}/{served[c]['p99_ms']:.0f}, "
+                 f"{served[c]['server_errors'] + served[c]['dropped']}" if c in served else "-" for c in levels]
+        out.append(f"| {name} | {row['docs_per_s']:.1f} | {row['speedup']:.2f}x | {row['macro_f1']:.4f} | "
+                   f"{row['labels_differing_from_torch_fp32']} | {100 * row['share_of_fp32_matmul_peak']:.0f}% | "
+                   + " | ".join(cells) + " |")
+    return [*out, "", "![serving runtimes](bench/results/runtimes.png)", ""]
+
+
 def render() -> str:
     out = []
     if (r := _load("inference_vs_recipe")) is not None:
@@ -74,6 +97,8 @@ def render() -> str:
                        f"{load['dropped']} dropped, p50/p95/p99 {load['p50_ms']:.0f}/{load['p95_ms']:.0f}/"
                        f"{load['p99_ms']:.0f} ms, {load['throughput_rps']:.1f} req/s.")
         out.append("")
+    if (r := _load("runtimes")) is not None and "in_process" in r:
+        out += _runtimes(r)
     if (r := _load("summary")) is not None:
         out += [f"Sections took {r['section_seconds']} seconds; GPU: {r['gpu']}. Machine: "
                 f"{r['machine']['processor']}, {r['machine']['cpus']} CPUs, torch {r['machine']['versions']['torch']}."]

@@ -1,5 +1,5 @@
-"""Four ways to run one champion, compared in one run: torch fp32, torch int8 (dynamic), ONNX Runtime fp32 (fused
-graph) and ONNX Runtime int8 (the graph `longdoc package` chooses with ``serving.runtime: onnx``).
+"""Five ways to run one champion, compared in one run: torch fp32, torch int8 (dynamic), ONNX Runtime fp32 (fused
+graph), ONNX Runtime int8 (dynamic: the faster int8 graph here) and torch under bf16 autocast (AMX).
 
 In process: documents/s on the demo's test documents at their real lengths, macro-F1 of each, labels that
 differ from torch fp32, and the encoder's executed FLOP/s as a share of the dense fp32 matmul peak measured
@@ -23,7 +23,7 @@ import torch
 from bench import common
 
 CONCURRENCY = (1, 8, 32)
-RUNTIMES = ("torch fp32", "torch int8", "onnx fp32", "onnx int8")
+RUNTIMES = ("torch fp32", "torch int8", "onnx fp32", "onnx int8", "torch bf16")
 
 
 def _macro_f1(labels: list[str], predicted: list[str], names: list[str]) -> float:
@@ -40,15 +40,18 @@ def _encoder_batches(predictor, texts: list[str]):
     return [collate([segments[i] for i in order[s : s + 8]], predictor.special) for s in range(0, len(order), 8)]
 
 
-def _encoder_flops_per_s(encoder, config, batches) -> float:
+def _encoder_flops_per_s(predictor, config, batches) -> float:
+    """Executed FLOP/s of the predictor's encoder alone, in the precision it serves with."""
     from bench.hardware import encoder_flops
+    from longdoc.models.precision import autocast
 
     flops = sum(encoder_flops(config, b.input_ids.shape[0], b.input_ids.shape[1]) for b in batches)
 
     @torch.inference_mode()
     def run():
-        for b in batches:
-            encoder(b.input_ids, b.attention_mask)
+        with autocast("cpu", predictor.cpu_bf16):
+            for b in batches:
+                predictor.model.encoder(b.input_ids, b.attention_mask)
 
     return flops / common.timed(run, repeats=1)["median_s"]
 
@@ -70,6 +73,8 @@ def in_process(model_dir: Path, test, val_texts: list[str], work: Path, tiny: bo
         predictor = Predictor.load(model_dir)
         if name == "torch int8":
             predictor.quantize()
+        elif name == "torch bf16":
+            predictor.use_bf16()
         elif name.startswith("onnx"):
             graph = graphs["fp32" if name == "onnx fp32" else "int8-dynamic"]
             if graph.error:
@@ -82,7 +87,7 @@ def in_process(model_dir: Path, test, val_texts: list[str], work: Path, tiny: bo
         seconds = time.perf_counter() - started
         predicted = [predictor.labels[i] for i in probs.argmax(1)]
         torch_labels = torch_labels or predicted
-        flops_per_s = _encoder_flops_per_s(predictor.model.encoder, config, batches)
+        flops_per_s = _encoder_flops_per_s(predictor, config, batches)
         rows[name] = {"docs_per_s": len(texts) / seconds, "seconds": seconds,
                       "macro_f1": _macro_f1(labels, predicted, predictor.labels),
                       "accuracy": float(np.mean(np.array(predicted) == np.array(labels))),
@@ -92,10 +97,13 @@ def in_process(model_dir: Path, test, val_texts: list[str], work: Path, tiny: bo
     return rows, {"fp32_matmul_gflops_per_s": peak / 1e9, "graphs": {k: c.error or "built" for k, c in graphs.items()}}
 
 
-def _bento(params, name: str, version: str, corpus_dir: Path, onnx: Path | None, runtime: str) -> dict:
+def _bento(params, name: str, version: str, corpus_dir: Path, onnx: Path | None, runtime: str,
+           graphs: list[str] | None = None) -> dict:
+    """A Bento packaged the way a user would (`longdoc package`); what it serves is in its metadata."""
     from longdoc.stages import package
 
-    settings = params.model_copy(update={"serving": params.serving.model_copy(update={"runtime": runtime})})
+    update = {"runtime": runtime, **({"onnx_graphs": graphs} if graphs else {})}
+    settings = params.model_copy(update={"serving": params.serving.model_copy(update=update)})
     packaged = package(settings, name, version, corpus_dir, onnx)
     return {"bento": packaged.bento_tag, "runtime": packaged.runtime}
 
@@ -107,7 +115,8 @@ def served(params, name: str, version: str, corpus_dir: Path, texts: list[str], 
     from bench.serving import _serve
 
     bentos = {"torch fp32": (_bento(params, name, version, corpus_dir, None, "torch"), {}),
-              "onnx int8": (_bento(params, name, version, corpus_dir, None, "onnx"), {})}
+              "onnx int8": (_bento(params, name, version, corpus_dir, None, "onnx", ["int8-dynamic"]), {}),
+              "torch bf16": (_bento(params, name, version, corpus_dir, None, "auto", ["int8-dynamic"]), {})}
     bentos["torch int8"] = (bentos["torch fp32"][0], {"LONGDOC_QUANTIZE": "1"})
     if fp32_graph is not None:
         bentos["onnx fp32"] = (_bento(params, name, version, corpus_dir, fp32_graph, "onnx"), {})

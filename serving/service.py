@@ -147,7 +147,7 @@ class ModelRunner:
             self.predictor.use_onnx(Path(self.onnx_model.path) / ENCODER_FILE)
             self.runtime.update({k: self.onnx_model.info.labels.get(k, "") for k in ("checked_docs", "disagreement")})
         elif self.runtime["runtime"] == "torch" and self.runtime["precision"] == "bf16":
-            self.predictor.cpu_bf16 = True  # checked at packaging: it agreed with fp32 and was faster
+            self.predictor.use_bf16()  # checked at packaging: it agreed with fp32 and was faster
         elif QUANTIZE and self.runtime["runtime"] == "torch":
             self.predictor.quantize()
             self.runtime["precision"] = "int8-dynamic"

@@ -44,6 +44,9 @@ def test_the_fused_graph_has_bert_attention_gelu_and_layer_norm_kernels(graphs):
 
 @pytest.mark.parametrize("name", CHUNKED)
 def test_each_chunked_variant_reads_the_same_vectors_from_the_onnx_encoder(name, graphs, texts, tokenizer):
+    import torch
+
+    torch.manual_seed(0)  # the head's initial weights: a voting head turns small vector changes into big ones
     model, card = build(name)
     model.eval()
     predictor = Predictor(model, tokenizer, card)
@@ -57,7 +60,8 @@ def test_each_chunked_variant_reads_the_same_vectors_from_the_onnx_encoder(name,
     assert explained["label"] == card.labels[int(expected[0].argmax())]
     with predictor.onnx_encoder(graphs["int8-dynamic"].path):
         quantised, _ = predictor.predict_proba(texts)
-    assert 0 < np.abs(quantised - expected).max() < 0.2  # int8 is close, and not the fp32 graph by mistake
+    # int8 is close, and not the fp32 graph by mistake; a voting head's share moves by whole votes (1/6 here)
+    assert 0 < np.abs(quantised - expected).max() < (0.2 if "vote" in name else 0.05)
 
 
 def test_the_check_serves_the_fastest_runtime_that_agrees_and_says_what_it_measured(texts, tokenizer, tmp_path):
