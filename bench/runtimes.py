@@ -131,7 +131,7 @@ def served(params, name: str, version: str, corpus_dir: Path, texts: list[str], 
 
             said = requests.get(f"{url}/metadata", timeout=30).json()["runtime"]
             run_load(url, texts[:8], 8, 4)  # warm-up
-            loads = {str(c): run_load(url, texts, (8 if tiny else 25) * max(c, 4), c, timeout=300)
+            loads = {str(c): run_load(url, texts, (1 if tiny else 25) * max(c, 4), c, timeout=300)
                      for c in CONCURRENCY}
         finally:
             os.killpg(proc.pid, signal.SIGTERM)

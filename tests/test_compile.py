@@ -58,7 +58,8 @@ def test_folds_are_a_parallel_for_whose_scores_every_candidate_waits_for(compile
 
 def test_packaging_runs_only_when_the_gate_promoted(compiled):
     condition = compiled["root"]["dag"]["tasks"]["condition-3"]
-    assert set(condition["dependentTasks"]) == {"baseline", "compare", "gate"}
+    # validate: packaging checks a faster runtime on the validated corpus's validation and test documents
+    assert set(condition["dependentTasks"]) == {"baseline", "compare", "gate", "validate"}
     assert condition["triggerPolicy"]["condition"] == \
         "inputs.parameter_values['pipelinechannel--gate-Output'] == 'package'"
     assert list(compiled["components"]["comp-condition-3"]["dag"]["tasks"]) == ["package"]

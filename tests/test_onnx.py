@@ -74,7 +74,7 @@ def test_the_check_serves_the_fastest_runtime_that_agrees_and_says_what_it_measu
     assert choice.checked_docs == len(texts)
     if fastest.docs_per_s > choice.torch_docs_per_s:
         assert (choice.runtime, choice.precision) == (fastest.engine, fastest.precision)
-        assert f"of {len(texts)} validation documents differently from torch fp32" in choice.reason
+        assert f"of {len(texts)} check documents differently from torch fp32" in choice.reason
     else:
         assert (choice.runtime, choice.precision) == ("torch", "fp32") and "not faster than torch fp32" in choice.reason
     fp32 = choice.candidates[0]
@@ -120,7 +120,7 @@ def test_without_validation_documents_nothing_is_checked_and_torch_serves(tokeni
     model, card = build("chunk_mean")
     choice = choose_runtime(Predictor(model, tokenizer, card), [], tmp_path, 0.01, bf16=True)
     assert (choice.runtime, choice.precision, choice.candidates) == ("torch", "fp32", [])
-    assert choice.reason.startswith("no validation documents to check a faster runtime on")
+    assert choice.reason.startswith("no validation or test documents to check a faster runtime on")
 
 
 def test_a_longformer_stays_in_torch_and_says_why(texts, tokenizer, tmp_path):

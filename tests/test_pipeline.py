@@ -392,14 +392,14 @@ def test_bounded_load_has_no_5xx_and_drops_nothing(service, small_corpus):
     assert report["p99_ms"] >= report["p50_ms"] > 0
 
 
-def test_quantization_and_serving_benchmarks_measure_the_runs_models(run, small_corpus):
+def test_quantization_serving_and_runtime_benchmarks_measure_the_runs_models(run, small_corpus):
     """The benchmarks that need a registry and a Bento, on the ones this run made (figures are not asserted)."""
     import sys
 
     out = run["tmp"] / "bench"
     env = {**os.environ, **run["env"], "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     done = subprocess.run([sys.executable, "-m", "bench.run", "--tiny", "--only", "quantization", "serving",
-                           "--corpus", str(small_corpus), "--out", str(out)], cwd=ROOT, env=env,
+                           "runtimes", "--corpus", str(small_corpus), "--out", str(out)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     quantized = json.loads((out / "quantization.json").read_text())
@@ -413,6 +413,19 @@ def test_quantization_and_serving_benchmarks_measure_the_runs_models(run, small_
         load = serving[name]["load"]
         assert load["ok"] == load["requests"] == 16 and load["server_errors"] == load["dropped"] == 0
         assert serving[name]["latency_2000_tokens_ms"]["n"] == 3
+    runtimes = json.loads((out / "runtimes.json").read_text())
+    assert set(runtimes["in_process"]) == {"torch fp32", "torch int8", "onnx fp32", "onnx int8", "torch bf16"}
+    for name, row in runtimes["in_process"].items():
+        assert row["docs_per_s"] > 0 and 0 <= row["macro_f1"] <= 1, name
+    for name in ("torch fp32", "torch int8", "onnx int8", "onnx fp32", "torch bf16"):
+        for level in ("1", "8", "32"):
+            load = runtimes["served"][name]["load"][level]
+            assert load["ok"] == load["requests"] and load["server_errors"] == load["dropped"] == 0, (name, level)
+    # what each Bento served with is what its packaging decided (an undertrained model may fall back to torch)
+    for name, decided in runtimes["served"]["packaging"].items():
+        said = runtimes["served"][name]["metadata_runtime"]
+        assert (said["runtime"], said["precision"]) == (decided["runtime"], decided["precision"]), name
+    assert (out / "runtimes.png").stat().st_size > 10_000
 
 
 def test_fuzzed_requests_never_get_a_5xx(service):

@@ -322,9 +322,9 @@ def package(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
             model: Annotated[str | None, typer.Option(help="Registered model (task); default: the one in "
                                                            "outputs/baseline/run.json.")] = None,
             version: Annotated[str | None, typer.Option(help="A model version instead of the champion.")] = None,
-            corpus: Annotated[Path | None, typer.Option(help="Validated corpus folder whose validation documents "
-                                                             "check an ONNX graph; default: the configured corpus, "
-                                                             "validated now.")] = None,
+            corpus: Annotated[Path | None, typer.Option(help="Validated corpus folder whose validation and test "
+                                                             "documents check a faster runtime; default: the "
+                                                             "configured corpus, validated now.")] = None,
             onnx: Annotated[Path | None, typer.Option(help="An ONNX encoder exported elsewhere, to check and pack "
                                                            "instead of exporting one (implies runtime onnx).")] = None,
             out: Path = OUT / "bento.json") -> None:

@@ -303,13 +303,13 @@ class ServingParams(_Section):
     runtime: Literal["torch", "onnx", "auto"] = Field(
         "auto", description="What runs the model in the Bento. torch: torch fp32. onnx: the encoder exported to ONNX "
                             "Runtime, fused and quantised to int8 at packaging. auto: those and torch under bf16 "
-                            "autocast. Each is checked against torch fp32 on validation documents; the fastest that "
-                            "agrees serves, else torch fp32.")
+                            "autocast. Each is checked against torch fp32 on validation and test documents; the "
+                            "fastest that agrees serves, else torch fp32.")
     onnx_graphs: list[Literal["int8-dynamic", "int8-static", "fp32"]] = Field(
         ["int8-dynamic", "int8-static", "fp32"], min_length=1,
         description="The ONNX graphs packaging builds and checks (fp32: the fused graph, exact to 1e-5).")
     max_disagreement: float = Field(
-        0.01, ge=0.0, le=1.0, description="Largest share of validation documents a faster runtime may label "
+        0.01, ge=0.0, le=1.0, description="Largest share of check documents a faster runtime may label "
                                           "differently from torch fp32 before it is refused.")
 
     @field_validator("max_latency_ms", mode="before")

@@ -2,8 +2,8 @@
 
 The candidates: the chunk encoder exported to ONNX and fused (fp32), quantised to int8 two ways (dynamic, and
 static with ranges calibrated on validation chunks), and, with ``serving.runtime: auto``, the torch model under
-bf16 autocast (what pays on CPUs with AMX matrix units). Each candidate classifies the validation documents
-beside the torch fp32 model; one whose labels differ on more than ``serving.onnx_max_disagreement`` of them is
+bf16 autocast (what pays on CPUs with AMX matrix units). Each candidate classifies validation and test documents
+beside the torch fp32 model; one whose labels differ on more than ``serving.max_disagreement`` of them is
 refused. The Bento serves the fastest candidate that passes and beats torch fp32, else torch fp32; its build
 output and ``/metadata`` say which, and why.
 """
@@ -170,7 +170,7 @@ def choose_runtime(predictor, texts: list[str], work: Path, max_disagreement: fl
     if encoder is None:
         return RuntimeChoice("sklearn", "tf-idf", "the TF-IDF baseline has no encoder: it serves in scikit-learn")
     if not texts:  # nothing to check a faster runtime on: the one the model was evaluated with
-        return RuntimeChoice("torch", "fp32", "no validation documents to check a faster runtime on: serves in "
+        return RuntimeChoice("torch", "fp32", "no validation or test documents to check a faster runtime on: serves in "
                                               "torch fp32")
     reason = why_not_exportable(encoder)
     candidates = [Candidate("onnx", "supplied", str(supplied))] if supplied else [] if reason else \
@@ -193,7 +193,7 @@ def choose_runtime(predictor, texts: list[str], work: Path, max_disagreement: fl
                                                             if slower else [])])
         return RuntimeChoice("torch", "fp32", f"fell back to torch fp32: {why}" + (f"; {reason}" if reason else ""),
                              **common)
-    why = (f"{chosen.name} labels {chosen.differing} of {len(texts)} validation documents differently from torch "
+    why = (f"{chosen.name} labels {chosen.differing} of {len(texts)} check documents differently from torch "
            f"fp32 (limit {max_disagreement:.1%}) and reads {chosen.docs_per_s:.1f} docs/s against torch fp32's "
            f"{torch_speed:.1f}" + (f"; refused {refused}" if refused else ""))
     return RuntimeChoice(chosen.engine, chosen.precision, why, chosen.path, **common)
