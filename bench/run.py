@@ -148,7 +148,8 @@ def bench_runtimes(corpus_path: Path, tiny: bool) -> dict:
     from longdoc.registry.tracking import resolve_tracking_uri, use_tracking
     from longdoc.stages import read_validated, validate
 
-    params = load_params(overrides={"data.corpus": str(corpus_path)})
+    # folds 0: the test split stays held out (a cross-fitted validation would hand it to the refit's training)
+    params = load_params(overrides={"data.corpus": str(corpus_path), "evaluate.folds": 0})
     uri = resolve_tracking_uri(params.registry.tracking_uri)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         return _not_run("runtimes", f"no registry at {uri} (run `make run` first)")

@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -244,7 +245,7 @@ def attention_service(run, attention_package):
 def test_an_onnx_bento_answers_the_labels_the_evaluation_predicted(run, client, attention_package,
                                                                   attention_service, small_corpus):
     """Packaged with serving.runtime onnx and served by plain `bentoml serve`: the encoder runs in ONNX Runtime
-    (the graph the check chose), and /classify_batch gives every test document the evaluation's label."""
+    (the graph the check chose), and /classify gives every test document the evaluation's label."""
     runtime = requests.get(f"{attention_service}/metadata", timeout=10).json()["runtime"]
     assert runtime["runtime"] == attention_package["runtime"]["runtime"] == "onnx", attention_package["stdout"]
     assert (runtime["precision"], runtime["disagreement"]) == ("fp32", "0.0000")
@@ -255,13 +256,21 @@ def test_an_onnx_bento_answers_the_labels_the_evaluation_predicted(run, client, 
                                                           str(run["tmp"])))
     normal = evaluated[evaluated["view"] == "normal"].set_index("id")
     texts = pd.read_json(small_corpus, lines=True).set_index("id").loc[normal.index, "text"].tolist()
-    labels = []
-    for start in range(0, len(texts), LIMITS["max_batch_docs"]):
-        reply = requests.post(f"{attention_service}/classify_batch", timeout=120,
-                              json={"texts": texts[start : start + LIMITS["max_batch_docs"]]})
-        assert reply.status_code == 200, reply.text
-        labels += [r["label"] for r in reply.json()]
-    assert labels == normal["predicted"].tolist()
+    with ThreadPoolExecutor(4) as pool:  # concurrent, so the runner batches them as it would under load
+        replies = list(pool.map(lambda t: requests.post(f"{attention_service}/classify", json={"text": t},
+                                                        timeout=120), texts))
+    assert all(r.status_code == 200 for r in replies), [r.text for r in replies if r.status_code != 200]
+    assert [r.json()["label"] for r in replies] == normal["predicted"].tolist()
+
+
+def test_packaging_where_the_corpus_is_not_serves_torch_and_says_why(run, client, tmp_path):
+    version = _version(client, "head")
+    overrides = {**run["overrides"], "data.corpus": str(tmp_path / "gone.jsonl")}
+    done = cli("package", "--model", NAME, "--version", str(version.version), *set_args(overrides),
+               "--out", str(tmp_path / "bento.json"), env=run["env"])
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "runtime: torch fp32: no documents to check a faster runtime on" in " ".join(done.stdout.split())
+    assert client.get_model_version(NAME, version.version).tags["serving_runtime"] == "torch fp32"
 
 
 def test_a_corrupted_onnx_file_is_packaged_as_torch_with_the_reason(run, client, tmp_path):

@@ -94,10 +94,15 @@ def decide_runtime(params: Params, model, texts: Callable[[], list[str]], suppli
         return RuntimeChoice("sklearn", "tf-idf", "the TF-IDF baseline serves in scikit-learn"), ""
     if params.serving.runtime == "torch" and supplied is None:
         return RuntimeChoice("torch", "fp32", "serving.runtime: torch"), ""
+    try:
+        documents = texts()
+    except LongdocError as err:  # no corpus here to check on: serve what the model was evaluated with
+        return RuntimeChoice("torch", "fp32", f"no documents to check a faster runtime on ({err}): serves in "
+                                              "torch fp32"), ""
     predictor = bentoml.mlflow.load_model(model).unwrap_python_model().predictor
     with tempfile.TemporaryDirectory(prefix="longdoc-onnx-") as work:
         auto = params.serving.runtime == "auto" and supplied is None
-        choice = choose_runtime(predictor, texts(), Path(work), params.serving.max_disagreement, supplied,
+        choice = choose_runtime(predictor, documents, Path(work), params.serving.max_disagreement, supplied,
                                 bf16=auto, graphs=tuple(params.serving.onnx_graphs), beat_torch=auto)
         if choice.runtime != "onnx":
             return choice, ""
@@ -108,12 +113,17 @@ def decide_runtime(params: Params, model, texts: Callable[[], list[str]], suppli
     return choice, str(onnx_model.tag)
 
 
-def build_bento(params: Params, model_tag: str, choice: RuntimeChoice | None = None, onnx_tag: str = "") -> str:
-    import bentoml
-
+def _service_dir(params: Params) -> Path:
     service_dir = Path(params.serving.service_dir).resolve()
     if not (service_dir / "bentofile.yaml").is_file():
         raise LongdocError(f"no bentofile.yaml in {service_dir}")
+    return service_dir
+
+
+def build_bento(params: Params, model_tag: str, choice: RuntimeChoice | None = None, onnx_tag: str = "") -> str:
+    import bentoml
+
+    service_dir = _service_dir(params)
     choice = choice or RuntimeChoice("torch", "fp32", "serving.runtime: torch")
     args = {"model_tag": model_tag, "max_chars": params.serving.max_chars,
             "max_batch_docs": params.serving.max_batch_docs, "max_body_bytes": params.serving.max_body_bytes,
@@ -144,6 +154,7 @@ def package(params: Params, name: str, version: str | None = None, texts: Callab
     """
     from longdoc.registry.mlflow_direct import registry
 
+    _service_dir(params)  # before the runtime check's minute: a Bento that cannot be built fails at once
     model, mv = import_champion(params, name, version)
     choice, onnx_tag = decide_runtime(params, model, texts, onnx)
     packaged = Packaged(str(model.tag), build_bento(params, str(model.tag), choice, onnx_tag), mv, choice.to_dict())
