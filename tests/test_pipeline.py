@@ -426,8 +426,8 @@ def test_quantization_serving_and_runtime_benchmarks_measure_the_runs_models(run
     assert set(runtimes["in_process"]) == {"torch fp32", "torch int8", "onnx fp32", "onnx int8", "torch bf16"}
     for name, row in runtimes["in_process"].items():
         assert row["docs_per_s"] > 0 and 0 <= row["macro_f1"] <= 1, name
-    for name in ("torch fp32", "torch int8", "onnx int8", "onnx fp32", "torch bf16"):
-        for level in ("1", "8", "32"):
+    for name in ("torch fp32", "torch int8", "onnx int8", "torch bf16"):  # tiny: four Bentos, two concurrencies
+        for level in ("1", "8"):
             load = runtimes["served"][name]["load"][level]
             assert load["ok"] == load["requests"] and load["server_errors"] == load["dropped"] == 0, (name, level)
     # what each Bento served with is what its packaging decided (an undertrained model may fall back to torch)
