@@ -188,8 +188,8 @@ def print_runtime(console, runtime: dict) -> None:
 
     if runtime.get("candidates"):
         limit = runtime["max_disagreement"]
-        table = Table(title=f"serving runtimes checked on {runtime['checked_docs']} documents (validation, then test) "
-                            f"against torch fp32 ({runtime['torch_docs_per_s']:.1f} docs/s)")
+        table = Table(title=f"serving runtimes checked on {runtime['checked_docs']} documents (validation, test, "
+                            f"training) against torch fp32 ({runtime['torch_docs_per_s']:.1f} docs/s)")
         for column in ("runtime", "labels differing", "docs/s", "largest probability change", "refused because"):
             table.add_column(column)
         for c in runtime["candidates"]:

@@ -149,7 +149,7 @@ def package(params: Params, name: str, version: str | None = None, texts: Callab
             onnx: Path | None = None) -> Packaged:
     """Build the Bento of the champion (or a version) and record its tag and runtime on the version.
 
-    ``texts`` gives the documents (validation, then test) a faster runtime is checked on; ``onnx`` checks and
+    ``texts`` gives the documents (validation, test, training) a faster runtime is checked on; ``onnx`` checks and
     packs a graph exported elsewhere instead of exporting one.
     """
     from longdoc.registry.mlflow_direct import registry
