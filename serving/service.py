@@ -16,6 +16,7 @@ import asyncio
 import json
 import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -156,8 +157,7 @@ class ModelRunner:
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_DOCS, max_latency_ms=MAX_LATENCY_MS)
     def classify(self, texts: list[str]) -> list[dict]:
         """Documents from any number of concurrent requests, classified in one call."""
-        return [{"label": p.label, "probabilities": p.probabilities, "n_chunks": p.n_chunks}
-                for p in self.predictor.predict(texts, batch_size=16)]
+        return [asdict(p) for p in self.predictor.predict(texts, batch_size=16)]
 
     @bentoml.api
     def explain(self, text: str) -> dict:
@@ -198,9 +198,10 @@ class LongdocService:
             self._described = await self._runner("describe")
         return self._described
 
-    async def _reply(self, prediction: dict, started: float) -> dict:
+    async def _reply(self, answer: dict, started: float) -> dict:
+        """The runner's answer (a prediction or an explanation) with the model, version and latency."""
         info = (await self._describe())["info"]
-        return {**prediction, "model": info.get("model_name"), "version": info.get("model_version"),
+        return {**answer, "model": info.get("model_name"), "version": info.get("model_version"),
                 "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
 
     @bentoml.api(route="/classify")
@@ -220,10 +221,7 @@ class LongdocService:
     async def explain(self, text: Text) -> dict:
         """Per-chunk scores and weights (attention where the variant has it), with character offsets."""
         started = time.perf_counter()
-        explanation = await self._runner("explain", text)
-        info = (await self._describe())["info"]
-        return {**explanation, "model": info.get("model_name"), "version": info.get("model_version"),
-                "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+        return await self._reply(await self._runner("explain", text), started)
 
     @web.get("/metadata")
     async def metadata(self) -> dict:

@@ -77,7 +77,7 @@ def gate(params: Params, model_name: str, versions: list[str], corpus_dir: Path)
 def package(params: Params, model_name: str, version: str | None = None, corpus_dir: Path | None = None,
             onnx: Path | None = None):
     """Package the champion (or a version); unless ``serving.runtime`` is torch, each faster runtime is checked
-    on the validation documents of ``corpus_dir`` (default: the configured corpus, validated here)."""
+    on the documents of ``corpus_dir`` (:func:`check_texts`; default: the configured corpus, validated here)."""
     from longdoc.registry.packaging import package as run_package
 
     with tracking_server(params, f"packaging {model_name}"):
@@ -101,8 +101,9 @@ def check_texts(params: Params, corpus_dir: Path | None) -> list[str]:
             validate(params, params.data.corpus, Path(tmp))
             return check_texts(params, Path(tmp))
     frame = read_validated(corpus_dir)
-    order = frame["split"].map({"val": 0, "test": 1}).fillna(2)  # then training documents: a small or
-    # cross-fitted corpus (whose test split trains the refit) would otherwise leave a handful to check on
+    # training documents last: a small or cross-fitted corpus (whose test split trains the refit) would
+    # otherwise leave a handful to check on
+    order = frame["split"].map({"val": 0, "test": 1}).fillna(2)
     return frame.assign(order=order).sort_values(["order", "id"])["text"].head(CHECK_DOCS).tolist()
 
 
