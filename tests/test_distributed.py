@@ -2,8 +2,6 @@
 and the Kubeflow Trainer manifest that runs the same training on several nodes."""
 
 import json
-import os
-import signal
 import subprocess
 
 import pytest
@@ -11,7 +9,7 @@ import yaml
 from safetensors.torch import load_file
 
 from longdoc.errors import LongdocError
-from tests.conftest import ROOT, cli, set_args, train_command
+from tests.conftest import ROOT, cli, set_args, stop_group, train_command
 
 # A head on the packaged encoder's frozen chunk vectors (mean_pool): real trainable parameters, seconds per
 # run, and a per-document loss (a chunk-level loss is a mean per rank, which DDP's gradient average does not
@@ -31,11 +29,7 @@ def _train(tiny_chunks, out, **settings) -> dict:
             proc.wait(timeout=TIMEOUT)
         except subprocess.TimeoutExpired:
             # SIGTERM to the group: torchrun's agent is in it and stops its ranks (they run in sessions of their own)
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            stop_group(proc)
             pytest.fail(f"training with {settings} did not finish in {TIMEOUT} s (a rank waiting for the others?)")
     assert proc.returncode == 0, log.read_text()[-3000:]
     return json.loads((out / "train_summary.json").read_text())

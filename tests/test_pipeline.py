@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +16,7 @@ import pytest
 import requests
 
 from longdoc.config.params import load_params
-from tests.conftest import BIN, ROOT, SMALL, cli, set_args, wait_ready
+from tests.conftest import BIN, ROOT, SMALL, cli, set_args, stop_group, wait_ready
 
 pytestmark = pytest.mark.slow
 
@@ -205,8 +204,7 @@ def _serve(bento: str, env: dict, log_path: Path):
         wait_ready(url, proc, log_path, seconds=90)
         yield url
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+        stop_group(proc)
         log.close()
 
 

@@ -18,7 +18,7 @@ import torch
 from longdoc.config.params import parse_params
 from longdoc.errors import LongdocError
 from longdoc.models.base import VariantSettings
-from tests.conftest import BIN, ROOT, cli, set_args, train_command, wait_ready
+from tests.conftest import BIN, ROOT, cli, set_args, stop_group, train_command, wait_ready
 from tests.tracking_server import free_port
 
 # Small enough for seconds on two cores: 256 tokens (a 16 x 16 axial grid), one local and one LSH layer.
@@ -70,8 +70,7 @@ def served(registered):
         wait_ready(url, proc, tmp / "serve.log")
         yield url
     finally:
-        os.killpg(proc.pid, 15)
-        proc.wait(timeout=30)
+        stop_group(proc)
 
 def test_reformer_trains_registers_and_serves_as_evaluated(registered, served, small_corpus, monkeypatch):
     import mlflow
