@@ -86,7 +86,7 @@ def render() -> str:
                 f"{r['fp32']['docs_per_s']:.1f} -> {r['int8']['docs_per_s']:.1f} docs/s "
                 f"({r['speedup']:.2f}x), macro-F1 {r['fp32']['macro_f1']:.4f} -> {r['int8']['macro_f1']:.4f}.", ""]
     if (r := _load("serving")) is not None and "fp32" in r:
-        for name in ("fp32", "int8"):
+        for name in [n for n in ("fp32", "fp32_unmonitored", "int8") if n in r]:
             v = r[name]
             load = v["load"]
             latency = v["latency_2000_tokens_ms"]["median"]
@@ -96,6 +96,12 @@ def render() -> str:
                        f"concurrency {load['concurrency']}: {load['ok']} ok, {load['server_errors']} 5xx, "
                        f"{load['dropped']} dropped, p50/p95/p99 {load['p50_ms']:.0f}/{load['p95_ms']:.0f}/"
                        f"{load['p99_ms']:.0f} ms, {load['throughput_rps']:.1f} req/s.")
+        if "monitoring_overhead" in r:
+            o = r["monitoring_overhead"]
+            out.append(f"**Recording every document for monitoring** costs p50 x{o['single_p50_ms']['ratio']:.3f} on "
+                       f"one document ({o['single_p50_ms']['on']:.1f} against {o['single_p50_ms']['off']:.1f} ms) and "
+                       f"x{o['load_p50_ms']['ratio']:.3f} under load ({o['load_p50_ms']['on']:.0f} against "
+                       f"{o['load_p50_ms']['off']:.0f} ms).")
         out.append("")
     if (r := _load("runtimes")) is not None and "in_process" in r:
         out += _runtimes(r)

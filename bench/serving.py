@@ -50,7 +50,7 @@ def _document(texts: list[str], tokens: int) -> str:
 def _measure(url: str, texts: list[str], tiny: bool) -> dict:
     long_doc = _document(texts, 2000)
     latencies = []
-    for _ in range(3 if tiny else 20):
+    for _ in range(3 if tiny else 40):
         started = time.perf_counter()
         assert requests.post(f"{url}/classify", json={"text": long_doc}, timeout=120).status_code == 200
         latencies.append(1000 * (time.perf_counter() - started))
@@ -65,18 +65,35 @@ def _measure(url: str, texts: list[str], tiny: bool) -> dict:
             "load": load}
 
 
+# each served the same way but for one setting: monitoring on (every document recorded, as packaged by default)
+# against off, so the recording's cost is the difference of two p50s; and torch int8 against fp32
+CONFIGURATIONS = (("fp32", {"LONGDOC_QUANTIZE": "0", "LONGDOC_MONITOR_SAMPLE": "1.0"}),
+                  ("fp32_unmonitored", {"LONGDOC_QUANTIZE": "0", "LONGDOC_MONITOR_SAMPLE": "0"}),
+                  ("int8", {"LONGDOC_QUANTIZE": "1", "LONGDOC_MONITOR_SAMPLE": "1.0"}))
+
+
 def run(texts: list[str], tiny: bool) -> dict:
+    import tempfile
+
     tag = latest_bento("longdoc")
     if tag is None:
         return {"status": "not run: no longdoc Bento in the store (run `make run` first)"}
     result = {"bento": tag}
-    for name, quantize in (("fp32", "0"), ("int8", "1")):
-        proc, url = _serve(tag, {"LONGDOC_QUANTIZE": quantize})
-        try:
-            result[name] = _measure(url, texts, tiny)
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=60)
+    with tempfile.TemporaryDirectory() as records:
+        for name, env in CONFIGURATIONS[:2] if tiny else CONFIGURATIONS:  # tiny: torch int8 is in the runtimes bench
+            proc, url = _serve(tag, {**env, "LONGDOC_MONITOR_LOG_PATH": records})
+            try:
+                result[name] = _measure(url, texts, tiny)
+            finally:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=60)
+    result["monitoring_overhead"] = overhead(result["fp32"], result["fp32_unmonitored"])
     return result
 
 
+def overhead(on: dict, off: dict) -> dict:
+    """p50 with every document recorded over p50 without (1.0: free)."""
+    single = (on["latency_2000_tokens_ms"]["median"], off["latency_2000_tokens_ms"]["median"])
+    load = (on["load"]["p50_ms"], off["load"]["p50_ms"])
+    return {"single_p50_ms": {"on": single[0], "off": single[1], "ratio": single[0] / single[1]},
+            "load_p50_ms": {"on": load[0], "off": load[1], "ratio": load[0] / load[1]}}

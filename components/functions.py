@@ -2,7 +2,7 @@
 
 from typing import List, NamedTuple  # noqa: UP035 (kfp reads List[...] in an artifact's annotation)
 
-from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
 def validate(corpus_path: str, params: str, corpus: Output[Dataset], report: Output[Markdown]) -> int:
@@ -231,3 +231,30 @@ def tune_select(params: str, space: str, study: str, parent_run_id: str, records
     from longdoc.tuning.sweep import select
 
     return select(params, space, study, parent_run_id, records, Path(best_params.path))
+
+
+def monitor(params: str, hours: float, retrain_host: str, report: Output[HTML]) -> bool:
+    """Judge the served champion's last ``hours`` of records; on drift, with ``retrain_host``, submit the training
+    pipeline (its versions carry the report's run as ``triggered_by``). Returns whether it drifted."""
+    import tempfile
+    from datetime import datetime, timedelta
+    from pathlib import Path
+
+    from longdoc.config.params import parse_params
+    from longdoc.stages import monitor as run
+    from longdoc.stages import retrain
+
+    cfg = parse_params(params)
+    out = Path(tempfile.mkdtemp())
+    outcome = run(cfg, out, since=datetime.now() - timedelta(hours=hours))
+    if outcome.result is None:
+        Path(report.path).write_text(f"<p>{outcome.reason}</p>")
+        print(outcome.reason)
+        return False
+    Path(report.path).write_text((out / "drift_report.html").read_text())
+    print(f"drift: {outcome.drifted} ({', '.join(outcome.result.drifted_features)}); MLflow run {outcome.run_id}")
+    if outcome.drifted and retrain_host:
+        params_file = out / "params.json"  # JSON is YAML: the CLI reads it as a params file
+        params_file.write_text(params)
+        retrain(cfg, params_file, [], outcome.run_id, retrain_host, cwd=Path(cfg.pipeline.cluster.workdir))
+    return outcome.drifted

@@ -192,6 +192,44 @@ def compile_tune(params: Params, out: Path, space_json: str, n_trials: int, stud
     return _compile(tune_function(params, target), arguments, out)
 
 
+def monitor_arguments(params: Params, target: Target = "local") -> dict:
+    """The monitor's params for ``target``: on a cluster its records are on the PVC unless monitor.log_path says."""
+    if target != "cluster":
+        return {"params": local_arguments(params)["params"]}
+    resolved = cluster_params(params)
+    if not resolved.monitor.log_path:
+        resolved.monitor.log_path = str(PurePosixPath(resolved.pipeline.cluster.mount_path) / "monitoring")
+    cluster = resolved.pipeline.cluster
+    check_portable(resolved.model_dump(mode="json"), allowed=(cluster.workdir, cluster.mount_path))
+    return {"params": resolved.model_dump_json()}
+
+
+def monitor_function(params: Params, target: Target = "local"):
+    from pipelines.monitor_pipeline import make_monitor_pipeline
+
+    cluster = params.pipeline.cluster if target == "cluster" else None
+    return make_monitor_pipeline(params.pipeline.image, params.pipeline.name, cluster)
+
+
+def compile_monitor(params: Params, out: Path, target: Target = "local") -> Path:
+    """Compile the monitor pipeline (``longdoc pipeline compile --monitor``)."""
+    return _compile(monitor_function(params, target), monitor_arguments(params, target), out)
+
+
+def schedule_monitor(params: Params, host: str, cron: str, hours: float, retrain_host: str = "") -> str:
+    """A recurring run of the monitor pipeline on a Kubeflow Pipelines endpoint; its id."""
+    import kfp
+
+    client = kfp.Client(host=host)
+    experiment = client.create_experiment(f"{params.pipeline.name}-monitor")
+    with tempfile.TemporaryDirectory() as scratch:
+        package = compile_monitor(params, Path(scratch) / "monitor.yaml", "cluster")
+        job = client.create_recurring_run(experiment.experiment_id, f"{params.pipeline.name}-monitor",
+                                          cron_expression=cron, pipeline_package_path=str(package),
+                                          params={"hours": hours, "retrain_host": retrain_host}, max_concurrency=1)
+    return job.recurring_run_id
+
+
 def run_local(params: Params) -> dict[str, str]:
     """Run every component in this Python environment (the embedded default behind ``make run``)."""
     from kfp import local

@@ -22,9 +22,16 @@ from typing import Annotated
 
 import aiohttp
 import bentoml
+from bentoml.exceptions import InvalidArgument
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse
 from pydantic import Field
+
+from longdoc.models.prediction import predictions_of
+from longdoc.monitoring.collect import Recorder
+from longdoc.monitoring.profile import document_id as document_id_of
+from longdoc.monitoring.profile import rows as profile_rows
+from longdoc.monitoring.records import DOCUMENTS, FEEDBACK
 
 # Settings travel inside the Bento as build arguments (`longdoc package` passes the task's model tag
 # and serving.* from params.yaml), so `bentoml serve longdoc:<tag>` or a container runs with the
@@ -46,6 +53,11 @@ QUANTIZE = _setting("LONGDOC_QUANTIZE", "quantize", "0").lower() in ("1", "true"
 ONNX_TAG = str(BUILT.get("onnx_model_tag") or "")
 RUNTIME = {"runtime": str(BUILT.get("runtime") or "torch"), "precision": str(BUILT.get("runtime_precision") or "fp32"),
            "reason": str(BUILT.get("runtime_reason") or "serving.runtime: torch")}
+# serving.monitor: where and how often the runner records what it classified (and the front door the labels sent to
+# /feedback); `longdoc monitor` reads them
+MONITOR_LOG_PATH = _setting("LONGDOC_MONITOR_LOG_PATH", "monitor_log_path", "")
+MONITOR_SAMPLE = float(_setting("LONGDOC_MONITOR_SAMPLE", "monitor_sample", "1.0"))
+LOG_TEXT = _setting("LONGDOC_MONITOR_LOG_TEXT", "monitor_log_text", "0").lower() in ("1", "true", "yes")
 TIMEOUT_S = 120  # what a request may take in all (traffic.timeout)
 # serving.max_latency_ms: how long the runner's adaptive batcher lets a request wait before it answers 503.
 # auto is the request timeout: the batcher then refuses only a request it estimates cannot be answered in time (from
@@ -153,11 +165,33 @@ class ModelRunner:
             self.predictor.quantize()
             self.runtime["precision"] = "int8-dynamic"
         self.info = dict(self.bento_model.info.labels)
+        self.recorder = Recorder(DOCUMENTS, MONITOR_LOG_PATH, MONITOR_SAMPLE)
 
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_DOCS, max_latency_ms=MAX_LATENCY_MS)
     def classify(self, texts: list[str]) -> list[dict]:
-        """Documents from any number of concurrent requests, classified in one call."""
-        return [asdict(p) for p in self.predictor.predict(texts, batch_size=16)]
+        """Documents from any number of concurrent requests, classified in one call; the sampled ones recorded."""
+        probs, seen = self.predictor.observe(texts, batch_size=16)
+        answers = predictions_of(probs, [o.chunks for o in seen], self.predictor.labels)
+        ids = [document_id_of(t) for t in texts]
+        self._record(texts, probs, seen, self.recorder.sampled(len(texts)))
+        return [{**asdict(a), "document_id": i} for a, i in zip(answers, ids, strict=True)]
+
+    def _record(self, texts: list[str], probs, seen, keep: list[bool]) -> None:
+        if not any(keep):
+            return
+        try:
+            kept = [i for i, k in enumerate(keep) if k]
+            rows = profile_rows([texts[i] for i in kept], probs[kept], [seen[i] for i in kept], self.predictor.labels)
+            stamp = {"model": self.info.get("model_name", ""), "version": self.info.get("model_version", "")}
+            self.recorder.write([{**stamp, **row, **({"text": texts[i]} if LOG_TEXT else {})}
+                                 for i, row in zip(kept, rows, strict=True)])
+        except Exception as err:  # noqa: BLE001 - a record is never worth a failed request
+            self.recorder.dropped += sum(keep)
+            self.recorder.error = f"{type(err).__name__}: {err}"[:300]
+
+    @bentoml.api
+    def monitoring(self) -> dict:
+        return self.recorder.status()
 
     @bentoml.api
     def explain(self, text: str) -> dict:
@@ -179,6 +213,7 @@ class LongdocService:
 
     def __init__(self) -> None:
         self._described: dict | None = None
+        self.feedback_recorder = Recorder(FEEDBACK, MONITOR_LOG_PATH, 1.0)  # every label sent back is kept
 
     async def _runner(self, method: str, *args):
         """Call the model runner, once more if it closed the kept-alive connection just as the call reused it.
@@ -217,6 +252,23 @@ class LongdocService:
         started = time.perf_counter()
         return [await self._reply(p, started) for p in await self._runner("classify", texts)]
 
+    @bentoml.api(route="/feedback")
+    async def feedback(self, label: Annotated[str, Field(min_length=1, description="The document's true label.")],
+                       document_id: Annotated[str | None, Field(pattern=r"^[0-9a-f]{20}$", description=(
+                           "The document_id /classify answered"))] = None,
+                       text: Annotated[str | None, Field(min_length=1, max_length=MAX_CHARS, description=(
+                           "The document itself, when its id was not kept"))] = None) -> dict:
+        """The true label of a served document, for `longdoc monitor`'s served accuracy."""
+        labels = (await self._describe())["labels"]
+        if label not in labels:
+            raise InvalidArgument(f"unknown label {label!r}; the model's labels are {', '.join(labels)}")
+        if (document_id is None) == (text is None):
+            raise InvalidArgument("send exactly one of document_id (as /classify answered it) and text")
+        found = document_id or document_id_of(text)
+        self.feedback_recorder.write([{"document_id": found, "true_label": label}])
+        status = self.feedback_recorder.status()
+        return {"document_id": found, "recorded": status["enabled"], "error": status["error"]}
+
     @bentoml.api(route="/explain")
     async def explain(self, text: Text) -> dict:
         """Per-chunk scores and weights (attention where the variant has it), with character offsets."""
@@ -243,7 +295,10 @@ class LongdocService:
                 # what runs the encoder (serving.runtime, checked at packaging) and why
                 "runtime": described["runtime"],
                 "quantized": described["runtime"]["precision"].startswith("int8"),
-                "bento_model": described["bento_model"]}
+                "bento_model": described["bento_model"],
+                # what is recorded for `longdoc monitor`, and whether it can be
+                "monitoring": {"documents": await self._runner("monitoring"),
+                               "feedback": self.feedback_recorder.status(), "log_text": LOG_TEXT}}
 
     @web.get("/ui", response_class=HTMLResponse)
     def page(self) -> str:

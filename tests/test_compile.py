@@ -233,3 +233,39 @@ def test_cluster_compile_refuses_a_local_path_or_a_password_left_in_params(tmp_p
     _refused(done, "a URL with a password")
     assert PASSWORD not in done.stderr
     assert not out.exists()
+
+
+def test_the_monitor_pipeline_compiles_for_a_recurring_run_on_the_cluster(tmp_path):
+    """One uncached task (a recurring run must judge fresh records each time) that reads the records from the PVC,
+    talks to MLflow through the Secret, and may submit the training pipeline; nothing of this machine in it."""
+    import re
+
+    out = tmp_path / "monitor.yaml"
+    done = cli("pipeline", "compile", "--monitor", "--target", "cluster", "--corpus", REFERENCE, "--out", str(out),
+               "--set", f"registry.tracking_uri={LEAKY_URI}", env={"MLFLOW_TRACKING_URI": LEAKY_URI})
+    assert done.returncode == 0, done.stderr
+    text = out.read_text()
+    assert PASSWORD not in text and "sqlite" not in text
+    for root in _local_roots(tmp_path):
+        assert not re.search(rf"(?<![\w.-]){re.escape(root)}(?=$|[/\"'\s])", text), root
+    docs = list(yaml.safe_load_all(text))
+    assert set(docs[0]["root"]["dag"]["tasks"]) == {"monitor"}
+    assert docs[0]["root"]["dag"]["tasks"]["monitor"]["cachingOptions"] == {}  # enableCache false is left out
+    inputs = docs[0]["root"]["inputDefinitions"]["parameters"]
+    assert set(inputs) == {"params", "hours", "retrain_host"} and inputs["hours"]["defaultValue"] == 24.0
+    params = json.loads(inputs["params"]["defaultValue"])
+    assert params["monitor"]["log_path"] == "/mnt/longdoc/monitoring"
+    assert params["registry"]["tracking_uri"] == "env:MLFLOW_TRACKING_URI"
+    executor = docs[1]["platforms"]["kubernetes"]["deploymentSpec"]["executors"]["exec-monitor"]
+    assert executor["pvcMount"][0]["mountPath"] == "/mnt/longdoc"
+    assert executor["secretAsEnv"][0]["secretName"] == "longdoc-mlflow"
+    assert docs[0]["root"]["outputDefinitions"]["parameters"]["Output"]["parameterType"] == "BOOLEAN"
+
+
+def test_the_local_monitor_pipeline_reads_this_machines_records(tmp_path):
+    out = tmp_path / "monitor.yaml"
+    done = cli("pipeline", "compile", "--monitor", "--out", str(out), "--set", f"monitor.log_path={tmp_path}")
+    assert done.returncode == 0, done.stderr
+    doc = next(yaml.safe_load_all(out.read_text()))
+    assert json.loads(doc["root"]["inputDefinitions"]["parameters"]["params"]["defaultValue"])["monitor"][
+        "log_path"] == str(tmp_path)

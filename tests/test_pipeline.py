@@ -236,8 +236,10 @@ def attention_package(run, client) -> dict:
 
 @pytest.fixture(scope="module")
 def attention_service(run, attention_package):
-    """The attention version's Bento, for chunk-level explanations and the ONNX runtime."""
-    yield from _serve(attention_package["bento_tag"], run["env"], run["tmp"] / "serve-attention.log")
+    """The attention version's Bento, for chunk-level explanations and the ONNX runtime; it records into its own
+    folder (set at serve time, as a deployment would), apart from the champion's."""
+    env = {**run["env"], "LONGDOC_MONITOR_LOG_PATH": str(run["tmp"] / "monitoring-attention")}
+    yield from _serve(attention_package["bento_tag"], env, run["tmp"] / "serve-attention.log")
 
 
 def test_an_onnx_bento_answers_the_labels_the_evaluation_predicted(run, client, attention_package,
@@ -399,6 +401,118 @@ def test_bounded_load_has_no_5xx_and_drops_nothing(service, small_corpus):
     assert report["p99_ms"] >= report["p50_ms"] > 0
 
 
+def _held_out(demo_corpus: Path, small_corpus: Path) -> pd.DataFrame:
+    """The demo's articles the run never saw (it read a 60-article slice)."""
+    from longdoc.data.corpus import read_corpus
+
+    demo, seen = read_corpus(demo_corpus), read_corpus(small_corpus)
+    return demo[~demo["id"].isin(seen["id"])].reset_index(drop=True)
+
+
+def _send(url: str, texts: list[str]) -> list[dict]:
+    answers = []
+    for start in range(0, len(texts), LIMITS["max_batch_docs"]):
+        reply = requests.post(f"{url}/classify_batch", json={"texts": texts[start:start + LIMITS["max_batch_docs"]]},
+                              timeout=120)
+        assert reply.status_code == 200, reply.text
+        answers += reply.json()
+    return answers
+
+
+@pytest.fixture(scope="module")
+def streams(run, service, demo_corpus, small_corpus) -> dict:
+    """Three streams to the served champion, with the service's clock read between them: 60 held-out articles
+    (12 a label, as the reference was drawn), 40 sports articles, 40 held-out articles cut to their last tenth.
+    Every held-out article's true label is then sent to /feedback by the document_id /classify_batch answered."""
+    from datetime import datetime
+
+    from longdoc.data.splits import sample_per_label
+
+    pool = _held_out(demo_corpus, small_corpus)
+    held = sample_per_label(pool, 12, 1)
+    rest = pool[~pool["id"].isin(held["id"])]
+    topic = rest[rest["label"] == "sports"].head(40)
+    tails = sample_per_label(rest[~rest["id"].isin(topic["id"])], 8, 2)["text"]
+    marks = [datetime.now().isoformat()]
+    answers = _send(service, held["text"].tolist())
+    marks.append(datetime.now().isoformat())
+    _send(service, topic["text"].tolist())
+    marks.append(datetime.now().isoformat())
+    _send(service, [t[len(t) - len(t) // 10:].strip() for t in tails])
+    marks.append(datetime.now().isoformat())
+    for answer, label in zip(answers, held["label"], strict=True):
+        reply = requests.post(f"{service}/feedback", json={"document_id": answer["document_id"], "label": label},
+                              timeout=30)
+        assert reply.status_code == 200 and reply.json()["recorded"], reply.text
+    return {"marks": marks, "held": held, "pool": pool, "sent": set(held["id"]) | set(topic["id"])}
+
+
+def _monitor(run, streams, window: int, *extra: str) -> subprocess.CompletedProcess:
+    marks = streams["marks"]
+    return cli("monitor", "--model", NAME, "--records", str(run["tmp"] / "bentoml" / "monitoring"),
+               "--since", marks[window], "--until", marks[window + 1], "--out", str(run["tmp"] / f"monitor-{window}"),
+               *set_args(run["overrides"]), *extra, env=run["env"])
+
+
+@pytest.fixture(scope="module")
+def verdicts(run, streams) -> list[subprocess.CompletedProcess]:
+    return [_monitor(run, streams, window) for window in range(3)]
+
+
+def test_monitor_flags_one_topic_and_last_tenths_and_not_held_out_articles(verdicts):
+    held, topic, tails = ([" ".join(v.stdout.split()), v.returncode] for v in verdicts)
+    assert held[1] == 0 and "no drift" in held[0], held[0][-3000:] + verdicts[0].stderr[-2000:]
+    assert topic[1] == 1 and "DRIFT in label mix" in topic[0], topic[0][-3000:]
+    assert tails[1] == 1 and re.search(r"DRIFT in chars, tokens", tails[0]), tails[0][-3000:]
+    assert "60 served documents against" in held[0] and "40 served documents against" in topic[0]
+
+
+def test_feedback_gives_the_served_accuracy_an_interval_holding_the_champions_held_out_accuracy(
+        run, client, streams, verdicts):
+    """The interval from 60 labelled served articles contains the champion's accuracy on 250 other held-out
+    articles, measured here through its MLflow model."""
+    import mlflow
+
+    from longdoc.data.splits import sample_per_label
+
+    served = client.get_run(re.search(r"MLflow run\s+(\w+)", verdicts[0].stdout).group(1)).data.metrics
+    assert served["feedback_docs"] == 60
+    others = sample_per_label(streams["pool"][~streams["pool"]["id"].isin(streams["sent"])], 50, 3)
+    model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
+    accuracy = float((model.predict(others[["text"]])["label"].to_numpy() == others["label"].to_numpy()).mean())
+    assert served["served_accuracy_lo"] <= accuracy <= served["served_accuracy_hi"], (served, accuracy)
+    said = " ".join(verdicts[0].stdout.split())
+    assert re.search(r"served accuracy from feedback: 0\.\d{3} \[0\.\d{3}, [01]\.\d{3}\] \(95% Wilson", said)
+
+
+def test_the_drift_report_is_logged_under_the_champion_as_a_picture(run, client, verdicts):
+    import matplotlib.image
+
+    champion = client.get_model_version_by_alias(NAME, "champion")
+    last = re.search(r"MLflow run\s+(\w+)", verdicts[2].stdout).group(1)
+    assert (champion.tags["last_monitor_run"], champion.tags["drift"]) == (last, "true")
+    report = client.get_run(last)
+    assert report.data.tags["model_version"] == str(champion.version) and report.data.tags["kind"] == "monitor"
+    png = client.download_artifacts(last, "monitoring/drift_report.png", str(run["tmp"]))
+    assert matplotlib.image.imread(png).shape[:2] == (750, 1700)
+
+
+def test_a_transformer_bento_records_chunks_and_the_chunk_that_weighed_most(run, client, attention_service,
+                                                                           small_corpus):
+    from datetime import datetime
+
+    from longdoc.monitoring.records import DOCUMENTS, read_stream
+
+    texts = pd.read_json(small_corpus, lines=True)["text"].head(6).tolist()
+    since = datetime.now()
+    answers = _send(attention_service, texts)
+    mine = read_stream(run["tmp"] / "monitoring-attention", DOCUMENTS, since=since)
+    assert mine["document_id"].tolist() == [a["document_id"] for a in answers]
+    assert set(mine["version"]) == {str(_version(client, "attention").version)}
+    assert (mine["chunks"] >= 1).all() and (mine["top_chunk"] < mine["chunks"].clip(upper=4)).all()
+    assert (mine["chunks"] > 1).any() and mine["sketch"].map(len).eq(16).all() and "text" not in mine
+
+
 def test_quantization_serving_and_runtime_benchmarks_measure_the_runs_models(run, small_corpus):
     """The benchmarks that need a registry and a Bento, on the ones this run made (figures are not asserted)."""
     import sys
@@ -416,7 +530,8 @@ def test_quantization_serving_and_runtime_benchmarks_measure_the_runs_models(run
         assert quantized[name]["docs_per_s"] > 0 and "macro_f1" in quantized[name]
     serving = json.loads((out / "serving.json").read_text())
     assert serving["bento"].startswith("longdoc:")
-    for name in ("fp32", "int8"):
+    assert set(serving["monitoring_overhead"]) == {"single_p50_ms", "load_p50_ms"}
+    for name in ("fp32", "fp32_unmonitored"):
         load = serving[name]["load"]
         assert load["ok"] == load["requests"] == 16 and load["server_errors"] == load["dropped"] == 0
         assert serving[name]["latency_2000_tokens_ms"]["n"] == 3
@@ -597,8 +712,15 @@ def test_a_small_corpus_is_decided_out_of_fold_on_every_kept_document(second_tas
 
 @pytest.fixture(scope="module")
 def second_service(run, second_task):
-    yield from _serve(_bento_tag(second_task["stdout"].split("Bento", 1)[1]), run["env"],
-                      second_task["tmp"] / "serve.log")
+    """The second task's Bento, recording onto a full disk: every file it would write is /dev/full."""
+    full = second_task["tmp"] / "monitoring-full"
+    for stream in ("longdoc_documents", "longdoc_feedback"):
+        for kind in ("data", "schema"):
+            (full / stream / kind).mkdir(parents=True)
+            for worker in range(4):
+                (full / stream / kind / f"{kind}.{worker}.log").symlink_to("/dev/full")
+    yield from _serve(_bento_tag(second_task["stdout"].split("Bento", 1)[1]),
+                      {**run["env"], "LONGDOC_MONITOR_LOG_PATH": str(full)}, second_task["tmp"] / "serve.log")
 
 
 def test_the_new_bento_serves_the_new_labels(second_service, second_task):
@@ -608,3 +730,26 @@ def test_the_new_bento_serves_the_new_labels(second_service, second_task):
     reply = requests.post(f"{second_service}/classify", json={"text": "Shares in the bank fell as profits slid."},
                           timeout=60)
     assert reply.status_code == 200 and reply.json()["label"] in ("hard_news", "soft_news")
+
+
+def test_a_full_disk_fails_no_request(second_service, second_task):
+    """Every record this Bento writes lands on /dev/full: requests and feedback are answered all the same."""
+    texts = ["Shares in the bank fell as profits slid.", "The film won three awards at the festival."]
+    assert len(_send(second_service, texts * 4)) == 8
+    reply = requests.post(f"{second_service}/feedback", json={"text": texts[0], "label": "hard_news"}, timeout=30)
+    assert reply.status_code == 200, reply.text
+    assert "No space left on device" in (second_task["tmp"] / "serve.log").read_text()
+    assert requests.post(f"{second_service}/feedback", json={"text": texts[0], "label": "sport"},
+                         timeout=30).status_code == 400
+
+
+def test_monitor_retrain_starts_a_run_that_links_the_report(run, client, streams):
+    """Last in the module: the retraining run adds versions to the task (the gate decides, as always)."""
+    done = _monitor(run, streams, 1, "--retrain")
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    report = re.search(r"MLflow run\s+(\w+)", done.stdout).group(1)
+    started = client.search_runs([client.get_experiment_by_name("longdoc").experiment_id],
+                                 f"tags.triggered_by = '{report}'")
+    assert {r.data.tags["kind"] for r in started} >= {"model", "baseline", "comparison"}, done.stdout[-3000:]
+    assert client.get_run(report).data.tags["retrain"] == "local longdoc run exited 0"
+    assert {v.tags.get("triggered_by") for v in client.search_model_versions(f"name='{NAME}'")} >= {report}

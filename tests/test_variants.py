@@ -176,3 +176,22 @@ def test_a_fresh_stacked_combiner_decides_like_the_mean_of_chunk_probabilities(t
         mean = segment_mean(logits.softmax(-1), batch.doc_index, batch.n_docs)
         assert torch.equal(model(batch).argmax(-1), mean.argmax(-1))
         assert torch.allclose(model(batch).softmax(-1), (10 * mean).softmax(-1), atol=1e-5)
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_observing_classifies_alike_and_finds_the_chunk_explain_weighs_most(name, tokenizer):
+    """What the service records (monitoring) comes from the pass that classifies: the same probabilities as
+    predict_proba, the document's token and chunk counts, and the chunk /explain weighs most."""
+    torch.manual_seed(0)
+    model, card = build(name)
+    predictor = Predictor(model, tokenizer, card)
+    texts = [*TEXTS, " ".join(TEXTS)]  # one document of many chunks
+    probs, n_chunks = predictor.predict_proba(texts)
+    observed, seen = predictor.observe(texts)
+    assert abs(observed - probs).max() < 1e-5
+    assert [o.chunks for o in seen] == n_chunks
+    assert [o.tokens for o in seen] == [len(chunk_document(t, tokenizer, CHUNKING).input_ids) for t in texts]
+    for text, o in zip(texts, seen, strict=True):
+        weights = [c["weight"] for c in predictor.explain(text)["chunks"]]
+        assert o.top_chunk == max(range(len(weights)), key=weights.__getitem__), (name, weights)
+        assert o.vector.ndim == 1 and abs(o.vector).sum() > 0  # the pooled width (the Reformer's is its own)

@@ -14,6 +14,8 @@ from typing import Annotated
 
 import typer
 
+from longdoc.cli.monitor import monitor
+from longdoc.cli.options import OUT, PROFILE_ENV, ParamsOpt, SetOpt, _console, _params, _parse_sets, project_root
 from longdoc.errors import LongdocError
 
 app = typer.Typer(help="Long-document classification: corpus -> kfp pipeline -> MLflow registry -> BentoML.",
@@ -37,40 +39,8 @@ def _global_options(profile: Annotated[str | None, typer.Option(
 app.add_typer(data_app, name="data")
 app.add_typer(pipeline_app, name="pipeline")
 app.add_typer(models_app, name="models")
-
-ParamsOpt = Annotated[Path, typer.Option("--params", "-p", help="The params file.")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", "-S", help="Override a param: train.epochs=1.")]
+app.command()(monitor)
 OofOpt = Annotated[Path, typer.Option(help="The crossfit stage's output: read when the run is cross-fitted.")]
-PROFILE_ENV = "LONGDOC_PROFILE"
-OUT = Path("outputs")
-
-
-def _params(path: Path, overrides: list[str] | None, extra: dict | None = None):
-    """params.yaml, with the profile named by ``--profile`` (or LONGDOC_PROFILE) laid over it, then --set,
-    then ``extra`` (a command's own options, taken as typed rather than parsed as YAML)."""
-    from longdoc.config.params import load_params
-
-    return load_params(path, {**_parse_sets(overrides), **(extra or {})}, os.environ.get(PROFILE_ENV) or None)
-
-
-def _parse_sets(overrides: list[str] | None) -> dict:
-    """``--set key=value`` options as dotted keys, each value read as YAML (``train.variants=[head]``)."""
-    import yaml
-
-    parsed = {}
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise LongdocError(f"--set expects key=value, got {item!r}")
-        parsed[key] = yaml.safe_load(value)
-    return parsed
-
-
-def _console():
-    from rich.console import Console
-
-    return Console(stderr=False)
-
 
 @data_app.command("demo")
 def data_demo(out: Annotated[Path, typer.Option(help="Where to write the JSONL corpus.")] = Path("data/corpus.jsonl"),
@@ -346,15 +316,6 @@ def package(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
                      f"{packaged.model_version})")
 
 
-def _project_root() -> Path:
-    root = Path.cwd()
-    if not (root / "pipelines").is_dir():
-        raise LongdocError(f"run this from the project root: no pipelines/ in {root}")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    return root
-
-
 @app.command()
 def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     """Run the whole kfp pipeline locally (SubprocessRunner) and print a summary."""
@@ -362,7 +323,7 @@ def run(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None) -> None:
     from longdoc.registry.tracking import check_tracking_uri, resolve_tracking_uri
 
     cfg = _params(params, set_)
-    _project_root()
+    project_root()
     from longdoc.config.dvc_reference import is_reference
     from longdoc.models.preflight import check_config
 
@@ -476,16 +437,20 @@ def pipeline_compile(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = Non
                      trials: Annotated[int, typer.Option(min=1, help="With --tune: configurations.")] = 8,
                      study: Annotated[str | None, typer.Option(help="With --tune: the study (MLflow parent run) "
                                                                     "name (default: the space's).")] = None,
+                     monitor: Annotated[bool, typer.Option(
+                         "--monitor", help="The recurring monitor instead (drift of the served champion; "
+                                           "`pipeline schedule-monitor` runs it on a cron).")] = False,
                      out: Annotated[Path | None, typer.Option(help="Default: outputs/longdoc_pipeline.yaml, "
                                                                    "outputs/longdoc_pipeline.cluster.yaml for a "
-                                                                   "cluster (longdoc_tune... with --tune).")] = None,
+                                                                   "cluster (longdoc_tune... with --tune, "
+                                                                   "longdoc_monitor... with --monitor).")] = None,
                      ) -> None:
     """Write the pipeline's IR YAML (for the Kubeflow UI or `kfp run create`)."""
-    stem = "longdoc_tune" if tune else "longdoc_pipeline"
+    stem = "longdoc_tune" if tune else "longdoc_monitor" if monitor else "longdoc_pipeline"
     out = out or OUT / (f"{stem}.cluster.yaml" if target is Target.cluster else f"{stem}.yaml")
     if out.suffix not in (".yaml", ".yml"):
         raise LongdocError(f"--out {out}: the compiled pipeline must end with .yaml")
-    _project_root()
+    project_root()
     cfg = _pipeline_params(params, set_, target, corpus)
     if tune:
         from longdoc.tuning.space import load_space, space_path
@@ -494,6 +459,11 @@ def pipeline_compile(params: ParamsOpt = Path("params.yaml"), set_: SetOpt = Non
         search = load_space(space_path(params, space))
         compiled = compile_tune(cfg, out, search.model_dump_json(), trials, study or search.study, target.value)
         _console().print(f"compiled the sweep {compiled} ({trials} trials, target {target.value})")
+        return
+    if monitor:
+        from pipelines.runner import compile_monitor
+
+        _console().print(f"compiled the monitor {compile_monitor(cfg, out, target.value)} (target {target.value})")
         return
     from pipelines.runner import compile_pipeline
 
@@ -506,11 +476,30 @@ def pipeline_submit(host: Annotated[str, typer.Option(help="Kubeflow Pipelines e
                     experiment: str | None = None, target: TargetOpt = Target.cluster,
                     corpus: CorpusOpt = None) -> None:
     """Submit the pipeline to a Kubeflow Pipelines cluster, compiled as `pipeline compile --target cluster`."""
-    _project_root()
+    project_root()
     from pipelines.runner import submit
 
     cfg = _pipeline_params(params, set_, target, corpus)
     _console().print(f"submitted run {submit(cfg, host, experiment, target.value)}")
+
+
+@pipeline_app.command("schedule-monitor")
+def pipeline_schedule_monitor(host: Annotated[str, typer.Option(help="Kubeflow Pipelines endpoint URL.")],
+                              params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
+                              cron: Annotated[str, typer.Option(help="When, as Kubeflow's six-field cron "
+                                                                     "(seconds first).")] = "0 0 6 * * *",
+                              hours: Annotated[float, typer.Option(min=0.1, help="The window each run judges: "
+                                                                                 "the last this many hours.")] = 24.0,
+                              retrain_host: Annotated[str, typer.Option(help="On drift, submit the training "
+                                                                            "pipeline here (in-cluster endpoint); "
+                                                                            "empty: only report.")] = "",
+                              corpus: CorpusOpt = None) -> None:
+    """A recurring run of the monitor pipeline (compiled as `pipeline compile --monitor --target cluster`)."""
+    project_root()
+    from pipelines.runner import schedule_monitor
+
+    cfg = _pipeline_params(params, set_, Target.cluster, corpus)
+    _console().print(f"scheduled recurring run {schedule_monitor(cfg, host, cron, hours, retrain_host)} ({cron})")
 
 
 @pipeline_app.command("trainjob")
@@ -528,7 +517,7 @@ def pipeline_trainjob(variant: Annotated[str | None, typer.Option(help="Default:
                       params: ParamsOpt = Path("params.yaml"), set_: SetOpt = None,
                       out: Path = OUT / "trainjob.yaml") -> None:
     """Write a Kubeflow Trainer TrainJob (torch-distributed runtime) that trains one variant on several nodes."""
-    _project_root()  # the TrainJob is cluster code: it lives with pipelines/
+    project_root()  # the TrainJob is cluster code: it lives with pipelines/
     from pipelines.cluster import trainjob, write_trainjob
 
     cfg = _params(params, set_)

@@ -285,6 +285,34 @@ class RegistryParams(_Section):
     task: str | None = Field(None, description="Name of the task (a label set); default: named by its labels.")
     champion_alias: str = "champion"
     gate: GateParams = GateParams()
+    triggered_by: str = Field("", description="What started this run (`longdoc monitor --retrain` sets the drift "
+                                              "report's MLflow run id); a tag of every run it registers.")
+
+
+MONITOR_TESTS = 7  # longdoc.monitoring.drift: five features, the label mix and the embedding sketch
+
+
+class MonitorParams(_Section):
+    """Watching the served model: what the Bento records, and how `longdoc monitor` tells drift from noise."""
+
+    log_path: str = Field("", description="Where the Bento writes its records (BentoML's monitoring files); empty: "
+                                          "$BENTOML_HOME/monitoring of the serving machine.")
+    sample: float = Field(1.0, ge=0.0, le=1.0, description="Share of classified documents recorded (0: none).")
+    log_text: bool = Field(False, description="Record each document's raw text too (never by default).")
+    alpha: float = Field(0.01, gt=0.0, lt=1.0, description="Chance that a window of undrifted traffic raises an "
+                                                           "alarm (split over the tests: Bonferroni).")
+    permutations: int = Field(2000, ge=50, description="Permutations of the embedding sketch's MMD test.")
+    min_docs: int = Field(30, ge=5, description="Fewest served documents a window needs to be judged.")
+
+    @model_validator(mode="after")
+    def _permutations_can_reach_the_threshold(self) -> MonitorParams:
+        """A permutation p-value is at least 1 / (permutations + 1): with too few, the sketch could never alarm."""
+        threshold = self.alpha / MONITOR_TESTS
+        needed = int(2 / threshold)
+        if 1 / (self.permutations + 1) >= threshold / 2:
+            raise ValueError(f"permutations ({self.permutations}) must be at least {needed}: the MMD test's smallest "
+                             f"p-value must sit well under its threshold alpha / {MONITOR_TESTS} = {threshold:.2g}")
+        return self
 
 
 class ServingParams(_Section):
@@ -435,6 +463,7 @@ class Params(_Section):
     baseline: BaselineParams = BaselineParams()
     registry: RegistryParams = RegistryParams()
     serving: ServingParams = ServingParams()
+    monitor: MonitorParams = MonitorParams()
     pipeline: PipelineParams = PipelineParams()
 
     @field_validator("train")

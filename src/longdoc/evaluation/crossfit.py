@@ -29,10 +29,12 @@ from longdoc.evaluation.evaluate import (
     calibrate,
     confusion_pngs,
     speed,
+    training_labels,
     view_metrics,
 )
 from longdoc.evaluation.plots import sweep_png
 from longdoc.evaluation.views import SWEEP, SWEEP_POSITIONS
+from longdoc.monitoring.reference import write_reference
 
 FOLDS_FILE = "folds.json"
 METRICS_FILE = "metrics.json"
@@ -100,6 +102,10 @@ def evaluate_refit(model: TextClassifier, corpus: pd.DataFrame, params: Params, 
     for path in oof_dir.iterdir():
         if path.is_file() and path.name != CALIBRATION_FILE:
             shutil.copyfile(path, out_dir / path.name)
+    with model.vector_cache(params.cache_root):  # every document trained the refit: an in-sample reference
+        reference = corpus[corpus["split"].isin(["val", "test"])]
+        write_reference(model, reference["text"].tolist(), training_labels(corpus), True, out_dir,
+                        params.evaluate.batch_size)
     metrics = json.loads((oof_dir / METRICS_FILE).read_text())
     metrics["temperature"] = temperature
     metrics.update(speed(model, corpus["text"].tolist(), params))

@@ -32,6 +32,7 @@ from longdoc.evaluation.metrics import (
 from longdoc.evaluation.plots import confusion_png, sweep_png
 from longdoc.evaluation.views import SWEEP, SWEEP_POSITIONS, UNIT_KINDS, VIEWS, units
 from longdoc.models.calibration import fit_temperature, with_temperature
+from longdoc.monitoring.reference import write_reference
 
 CALIBRATION_FILE = "calibration.json"
 PREDICTIONS_FILE = "predictions.parquet"
@@ -47,6 +48,8 @@ class TextClassifier(Protocol):
     def predict_proba(self, texts: list[str], batch_size: int = 8) -> tuple[np.ndarray, list[int]]: ...
 
     def vector_cache(self, root: Path | None): ...
+
+    def observe(self, texts: list[str], batch_size: int = 8) -> tuple[np.ndarray, list]: ...
 
 
 def peak_memory_mb() -> float:
@@ -75,8 +78,7 @@ def calibrate(model: TextClassifier, corpus: pd.DataFrame, params: Params, out_d
     The temperature travels with the registered model (an artifact of the MLflow model), so the
     probabilities the service returns are the calibrated ones the table reports.
     """
-    val = sample_per_label(corpus[corpus["split"] == "val"], params.train.val_docs_per_label, params.data.seed)
-    val = val[val["label"].isin(model.labels)]
+    val = validation_docs(corpus, model.labels, params)
     model.temperature = 1.0
     temperature = 1.0
     if len(val) >= 2:
@@ -144,25 +146,27 @@ def confusion_pngs(rows: pd.DataFrame, labels: list[str], name: str, documents: 
 
 
 def evaluate(model: TextClassifier, name: str, corpus: pd.DataFrame, params: Params, out_dir: Path,
-             timed: bool = True) -> dict:
+             served: bool = True) -> dict:
     """Write ``metrics.json``, ``predictions.parquet``, confusion matrices and the position-sweep plot.
 
     The model is first calibrated on the validation split; metrics come with bootstrap intervals and
     the robustness gaps with paired intervals over the documents a view really reorders. Chunk vectors
     come from the embedding cache (models that share a stage-1 encoder share them); the speed figure
-    is timed separately with every vector computed, unless ``timed`` is off (a cross-fitting fold's model is
-    never served: its refit is timed instead).
+    is timed separately with every vector computed, and the reference profile a served model is watched against
+    (:mod:`longdoc.monitoring.reference`) written, unless ``served`` is off (a cross-fitting fold's model is never
+    served: its refit is timed and profiled instead).
     """
     with model.vector_cache(params.cache_root):
-        metrics = _evaluate(model, name, corpus, params, out_dir)
-    if timed:
+        metrics = _evaluate(model, name, corpus, params, out_dir, reference=served)
+    if served:
         test = sample_per_label(corpus[corpus["split"] == "test"], params.evaluate.docs_per_label, params.data.seed)
         metrics.update(speed(model, test["text"].tolist(), params))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True))
     return metrics
 
 
-def _evaluate(model: TextClassifier, name: str, corpus: pd.DataFrame, params: Params, out_dir: Path) -> dict:
+def _evaluate(model: TextClassifier, name: str, corpus: pd.DataFrame, params: Params, out_dir: Path,
+              reference: bool) -> dict:
     cfg = params.evaluate
     seed = params.data.seed
     test = sample_per_label(corpus[corpus["split"] == "test"], cfg.docs_per_label, seed)
@@ -201,7 +205,21 @@ def _evaluate(model: TextClassifier, name: str, corpus: pd.DataFrame, params: Pa
     sweep_png({name: [metrics[f"sweep_accuracy_{v}"] for v in SWEEP]}, SWEEP_POSITIONS,
               f"{name}: first paragraph moved ({len(sweep_docs)} documents)", out_dir / "position_sweep.png")
     predictions.to_parquet(out_dir / PREDICTIONS_FILE, index=False)
+    if reference:
+        write_reference(model, [*validation_docs(corpus, model.labels, params)["text"], *test["text"]],
+                        training_labels(corpus), False, out_dir, cfg.batch_size)
     return metrics
+
+
+def validation_docs(corpus: pd.DataFrame, labels: list[str], params: Params) -> pd.DataFrame:
+    """The validation documents the temperature is fitted on (and the reference profile starts with)."""
+    val = sample_per_label(corpus[corpus["split"] == "val"], params.train.val_docs_per_label, params.data.seed)
+    return val[val["label"].isin(labels)]
+
+
+def training_labels(corpus: pd.DataFrame) -> list[str]:
+    """The labels of the training split: the mix a served stream's predicted labels are compared with."""
+    return corpus.loc[corpus["split"] == "train", "label"].tolist()
 
 
 def load_for_evaluation(model_dir: Path, params: Params):

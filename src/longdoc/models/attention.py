@@ -56,7 +56,7 @@ class Attention(VectorAggregator):
         features = torch.cat([sequence_summary(padded, h, mask), summary, alpha, most_attended], dim=-1)
         return self.classifier(self.dropout(features))
 
-    def chunk_weights(self, batch: SegmentBatch) -> list[list[float]]:
-        z = self.encoder(batch.input_ids, batch.attention_mask)
+    def chunk_weights(self, batch: SegmentBatch, z: torch.Tensor | None = None) -> list[list[float]]:
+        z = self.encoder(batch.input_ids, batch.attention_mask) if z is None else z
         _, mask, _, alpha = self.attend(z, batch)
         return [a[m].tolist() for a, m in zip(alpha, mask, strict=True)]

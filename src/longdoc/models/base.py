@@ -75,8 +75,12 @@ class DocumentClassifier(nn.Module):
         """Training loss; chunk-level classifiers override it to supervise every chunk."""
         return nn.functional.cross_entropy(self(batch).float(), target)
 
-    def chunk_weights(self, batch: SegmentBatch) -> list[list[float]] | None:
-        """How much each segment decided the prediction, per document; None if the variant cannot say."""
+    def chunk_weights(self, batch: SegmentBatch, z: torch.Tensor | None = None) -> list[list[float]] | None:
+        """How much each segment decided the prediction, per document; None if the variant cannot say.
+
+        ``z``: the batch's chunk vectors when the caller has them already (the pass that classified it), so the
+        weights cost no second encoder call.
+        """
         return None
 
 
@@ -118,3 +122,25 @@ class VectorAggregator(ChunkedClassifier):
     @abstractmethod
     def head(self, z: torch.Tensor, batch: SegmentBatch) -> torch.Tensor:
         """Logits [n_docs, n_labels] from chunk vectors z [segments, dim]."""
+
+    def chunk_weights(self, batch: SegmentBatch, z: torch.Tensor | None = None) -> list[list[float]]:
+        """Each chunk's support for the document's predicted class when the head reads that chunk alone, normalised
+        per document (what /explain shows for an aggregator without attention)."""
+        z = self.encode(batch) if z is None else z
+        predicted = self.head(z, batch).argmax(-1)
+        alone = SegmentBatch(batch.input_ids, batch.attention_mask, torch.arange(len(z), device=z.device),
+                             torch.zeros_like(batch.position), len(z))
+        return support_weights(self.head(z, alone).float().softmax(-1), predicted, batch)
+
+
+def support_weights(probs: torch.Tensor, predicted: torch.Tensor, batch: SegmentBatch) -> list[list[float]]:
+    """Per document, each segment's probability of the document's predicted class, normalised to sum to one.
+
+    ``probs``: [segments, n_labels], each segment read alone; ``predicted``: [n_docs].
+    """
+    from longdoc.models.segments import to_padded
+
+    support = probs.gather(1, predicted[batch.doc_index].unsqueeze(1)).squeeze(1)
+    padded, mask = to_padded(support, batch.doc_index, batch.position, batch.n_docs)
+    weights = padded / padded.sum(1, keepdim=True).clamp(min=1e-9)
+    return [w[m].tolist() for w, m in zip(weights, mask, strict=True)]

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from longdoc.models.calibration import with_temperature
-from longdoc.models.prediction import Prediction
+from longdoc.models.prediction import Observation, Prediction, predictions_of
 
 BASELINE_NAME = "tfidf_logreg"
 PIPELINE_FILE = "baseline.joblib"
@@ -84,10 +84,20 @@ class BaselinePredictor:
         probs = with_temperature(self.pipeline.predict_proba(texts), self.temperature)
         return probs.astype(np.float32), [1] * len(texts)
 
+    def observe(self, texts: list[str], batch_size: int = 8) -> tuple[np.ndarray, list[Observation]]:
+        """Probabilities, and what the model saw of each text: its words (the vectorizer's tokens), one segment (the
+        whole text), and its TF-IDF row as the document's vector, all from the one transform that classified it."""
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32), []
+        vectorizer, classifier = self.pipeline[0], self.pipeline[-1]
+        rows = vectorizer.transform(texts)
+        probs = with_temperature(classifier.predict_proba(rows), self.temperature).astype(np.float32)
+        words = vectorizer.build_tokenizer()
+        preprocess = vectorizer.build_preprocessor()
+        return probs, [Observation(len(t), len(words(preprocess(t))), 1, 0, rows[i]) for i, t in enumerate(texts)]
+
     def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
-        probs, _ = self.predict_proba(texts)
-        return [Prediction(self.labels[int(p.argmax())], dict(zip(self.labels, map(float, p), strict=True)), 1)
-                for p in probs]
+        return predictions_of(*self.predict_proba(texts), self.labels)
 
     def explain(self, text: str) -> dict:
         """One segment, the whole text: a bag of words has no chunk weights to show."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from longdoc.models.base import ChunkedClassifier, VariantSettings
+from longdoc.models.base import ChunkedClassifier, VariantSettings, support_weights
 from longdoc.models.batching import SegmentBatch
 from longdoc.models.encoder import ChunkEncoder
 from longdoc.models.segments import segment_max, segment_mean, to_padded
@@ -41,14 +41,10 @@ class ChunkPrediction(ChunkedClassifier):
     def loss(self, batch: SegmentBatch, target: torch.Tensor) -> torch.Tensor:
         return nn.functional.cross_entropy(self.chunk_logits(batch), target[batch.doc_index])
 
-    def chunk_weights(self, batch: SegmentBatch) -> list[list[float]]:
+    def chunk_weights(self, batch: SegmentBatch, z: torch.Tensor | None = None) -> list[list[float]]:
         """Each chunk's confidence in the document's predicted class, normalised per document."""
-        logits = self.chunk_logits(batch)
-        predicted = self.aggregate(logits, batch).argmax(-1)
-        support = logits.softmax(-1).gather(1, predicted[batch.doc_index].unsqueeze(1)).squeeze(1)
-        padded, mask = to_padded(support, batch.doc_index, batch.position, batch.n_docs)
-        weights = padded / padded.sum(1, keepdim=True).clamp(min=EPS)
-        return [w[m].tolist() for w, m in zip(weights, mask, strict=True)]
+        logits = self.chunk_logits(batch) if z is None else self.classifier(z).float()
+        return support_weights(logits.softmax(-1), self.aggregate(logits, batch).argmax(-1), batch)
 
 
 class ChunkMax(ChunkPrediction):

@@ -13,10 +13,12 @@ import numpy as np
 import torch
 
 from longdoc.data.chunking import chunk_document
+from longdoc.models.base import support_weights
 from longdoc.models.batching import SpecialTokens, collate
 from longdoc.models.io import load_classifier
 from longdoc.models.precision import autocast
-from longdoc.models.prediction import Prediction
+from longdoc.models.prediction import Observation, Prediction, predictions_of
+from longdoc.models.segments import segment_mean
 
 
 class Predictor:
@@ -122,23 +124,42 @@ class Predictor:
         chunked = chunk_document(text, self.tokenizer, self.card.chunking)
         return self.model.segments(chunked.input_ids, chunked.windows), len(chunked.windows)
 
-    @torch.inference_mode()
     def predict_proba(self, texts: list[str], batch_size: int = 8) -> tuple[np.ndarray, list[int]]:
-        """Class probabilities [len(texts), n_labels] and the number of chunks of each text.
+        """Class probabilities [len(texts), n_labels] and the number of chunks of each text."""
+        probs, seen = self._classify(texts, batch_size, observe=False)
+        return probs, [o.chunks for o in seen]
 
-        Documents are batched by length so that padding is small, and all chunks of a batch go
-        through the encoder in one call.
-        """
-        segments = [self._segments(t) for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: sum(len(s) for s in segments[i][0]))
+    def observe(self, texts: list[str], batch_size: int = 8) -> tuple[np.ndarray, list[Observation]]:
+        """Class probabilities, and what the model saw of each text (for monitoring), from the same pass."""
+        return self._classify(texts, batch_size, observe=True)
+
+    @torch.inference_mode()
+    def _classify(self, texts: list[str], batch_size: int, observe: bool) -> tuple[np.ndarray, list[Observation]]:
+        """Documents are batched by length so that padding is small, and all chunks of a batch go through the
+        encoder in one call. With ``observe``, the encoder's chunk vectors of that call are kept: the document's
+        vector is their mean, and the chunk weights come from them without a second encoder pass."""
+        chunked = [chunk_document(t, self.tokenizer, self.card.chunking) for t in texts]
+        segments = [self.model.segments(c.input_ids, c.windows) for c in chunked]
+        order = sorted(range(len(texts)), key=lambda i: sum(len(s) for s in segments[i]))
         probs = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        vectors: list[np.ndarray | None] = [None] * len(texts)
+        top = [0] * len(texts)
         for start in range(0, len(order), batch_size):
             rows = order[start : start + batch_size]
-            batch = collate([segments[i][0] for i in rows], self.special).to(self.device)
-            with autocast(self.device, self.cpu_bf16):
+            batch = collate([segments[i] for i in rows], self.special).to(self.device)
+            with autocast(self.device, self.cpu_bf16), _outputs_of(self.model.encoder, observe) as encoded:
                 logits = self.model(batch)
+                if observe:
+                    z = encoded[-1]
+                    weights = self.model.chunk_weights(batch, z) or [[1.0]] * len(rows)
             probs[rows] = self._softmax(logits).cpu().numpy()
-        return probs, [n for _, n in segments]
+            if observe:
+                mean = segment_mean(z.float(), batch.doc_index, batch.n_docs).cpu().numpy()
+                for k, i in enumerate(rows):
+                    vectors[i], top[i] = mean[k], int(np.argmax(weights[k]))
+        seen = [Observation(len(t), len(c.input_ids), len(c.windows), top[i], vectors[i])
+                for i, (t, c) in enumerate(zip(texts, chunked, strict=True))]
+        return probs, seen
 
     @torch.inference_mode()
     def explain(self, text: str) -> dict:
@@ -157,9 +178,8 @@ class Predictor:
             alone = self._softmax(self.model(collate([[s] for s in segments], self.special).to(self.device)))
             weights = self.model.chunk_weights(whole)
         predicted = int(probs.argmax())
-        if weights is None:
-            support = alone[:, predicted]
-            weights = [(support / support.sum().clamp(min=1e-9)).tolist()]
+        if weights is None:  # one segment read (truncation, Longformer): it decided alone
+            weights = support_weights(alone.float(), probs.argmax(-1, keepdim=True), whole)
         chunks = []
         for index, (segment_spans, p, w) in enumerate(zip(spans, alone.cpu().numpy(), weights[0], strict=True)):
             char_spans = [list(chunked.char_span(s)) for s in segment_spans if s.end > s.start]
@@ -170,9 +190,19 @@ class Predictor:
                 "probabilities": dict(zip(self.labels, map(float, probs), strict=True)), "chunks": chunks}
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
-        probs, n_chunks = self.predict_proba(texts, batch_size)
-        return [Prediction(self.labels[int(p.argmax())], dict(zip(self.labels, map(float, p), strict=True)), n)
-                for p, n in zip(probs, n_chunks, strict=True)]
+        return predictions_of(*self.predict_proba(texts, batch_size), self.labels)
+
+
+@contextmanager
+def _outputs_of(module: torch.nn.Module, keep: bool):
+    """Within the block, the outputs of ``module``'s calls (none kept unless ``keep``)."""
+    outputs: list[torch.Tensor] = []
+    handle = module.register_forward_hook(lambda _m, _i, out: outputs.append(out)) if keep else None
+    try:
+        yield outputs
+    finally:
+        if handle is not None:
+            handle.remove()
 
 
 def load_predictor(model_dir: str | Path, device: str = "cpu"):

@@ -130,7 +130,8 @@ def build_bento(params: Params, model_tag: str, choice: RuntimeChoice | None = N
             "max_latency_ms": str(params.serving.max_latency_ms),
             "quantize": "1" if params.serving.quantize else "0",
             "onnx_model_tag": onnx_tag, "runtime": choice.runtime, "runtime_precision": choice.precision,
-            "runtime_reason": choice.reason[:500]}
+            "runtime_reason": choice.reason[:500], "monitor_log_path": params.monitor.log_path,
+            "monitor_sample": str(params.monitor.sample), "monitor_log_text": "1" if params.monitor.log_text else "0"}
     # the service lets an environment variable override its build arguments (for serve time); pin it here
     # so a stray LONGDOC_BENTO_MODEL in the builder's environment cannot pack another model
     with _env(MODEL_TAG_ENV, model_tag):

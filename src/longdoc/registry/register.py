@@ -27,6 +27,7 @@ import pandas as pd
 from longdoc.config.params import Params
 from longdoc.errors import LongdocError
 from longdoc.evaluation.crossfit import FOLDS_FILE, is_cross_fitted
+from longdoc.monitoring.reference import META_FILE, PROFILE_FILE
 from longdoc.redaction import redact
 from longdoc.registry.tracking import artifact_root, resolve_tracking_uri, use_tracking
 
@@ -135,7 +136,7 @@ def _log_run_contents(mlflow, params: Params, model_dir: Path, eval_dir: Path, t
             if "val_macro_f1" in row:
                 mlflow.log_metric("val_macro_f1", row["val_macro_f1"], step=row["step"])
     for name in [*sorted(p.name for p in eval_dir.glob("*.png")), "metrics.json", "predictions.parquet",
-                 "calibration.json", FOLDS_FILE]:
+                 "calibration.json", FOLDS_FILE, PROFILE_FILE, META_FILE]:
         if (eval_dir / name).is_file():
             mlflow.log_artifact(str(eval_dir / name), artifact_path="evaluation")
     example = pd.DataFrame({"text": ["Shares in the media giant rose after quarterly profits beat forecasts."]})
@@ -143,6 +144,9 @@ def _log_run_contents(mlflow, params: Params, model_dir: Path, eval_dir: Path, t
     artifacts = {"model": str(model_dir)}
     if (eval_dir / "calibration.json").is_file():
         artifacts["calibration"] = str(eval_dir / "calibration.json")
+    for key, name in (("reference_profile", PROFILE_FILE), ("reference_meta", META_FILE)):
+        if (eval_dir / name).is_file():  # so the Bento carries the reference it is watched against
+            artifacts[key] = str(eval_dir / name)
     info = mlflow.pyfunc.log_model(
         name="model", python_model=LongdocModel(), artifacts=artifacts,
         signature=infer_signature(example, output), input_example=example,
@@ -227,7 +231,8 @@ def _lineage_tags(params: Params, lineage: Lineage) -> dict[str, str]:
     return {"data_version": lineage.data_version, "dvc_md5": lineage.dvc_md5, "corpus_sha256": lineage.corpus_sha256,
             "git_commit": lineage.git_commit, "params_hash": params_hash(params),
             "pipeline_run_id": lineage.pipeline_run_id, "quarantined_docs": str(lineage.quarantined),
-            **({"data_source": lineage.data_source} if lineage.data_source else {})}
+            **({"data_source": lineage.data_source} if lineage.data_source else {}),
+            **({"triggered_by": params.registry.triggered_by} if params.registry.triggered_by else {})}
 
 
 def registration_json(reg: Registration) -> str:

@@ -8,9 +8,10 @@ models, training, evaluation, registry); none of those calls back up.
 
 from longdoc.stages.data import CORPUS_FILE, chunk, current_data, data_version, read_validated, validate
 from longdoc.stages.evaluation import compare, evaluate
+from longdoc.stages.monitoring import link_retrain, monitor, retrain
 from longdoc.stages.registry import _lineage, baseline, champion_without_bento, check_texts, gate, package, register
 from longdoc.stages.training import on_work_volume, train, train_encoder, work_folder
 
 __all__ = ["CORPUS_FILE", "_lineage", "baseline", "champion_without_bento", "check_texts", "chunk", "compare",
            "current_data", "data_version", "evaluate", "gate", "on_work_volume", "package", "read_validated",
-           "register", "train", "train_encoder", "validate", "work_folder"]
+           "link_retrain", "monitor", "register", "retrain", "train", "train_encoder", "validate", "work_folder"]

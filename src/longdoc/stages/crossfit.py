@@ -107,7 +107,7 @@ def _baseline_fold(params: Params, corpus: pd.DataFrame, scratch: Path, out_dir:
     from longdoc.training.labelled import learned_from
 
     model = fit_baseline(params, corpus, scratch)
-    evaluate(model, BASELINE_NAME, corpus, params, out_dir / BASELINE_NAME / "evaluation", timed=False)
+    evaluate(model, BASELINE_NAME, corpus, params, out_dir / BASELINE_NAME / "evaluation", served=False)
     return {BASELINE_NAME: learned_from(scratch)}
 
 
@@ -138,7 +138,7 @@ def _transformers_fold(params: Params, corpus: pd.DataFrame, chunk_dir: Path, sc
         train_dir = scratch / variant
         train(params, variant, chunks, train_dir, encoder_dir)
         model = load_for_evaluation(train_dir / "model", params)
-        evaluate(model, variant, corpus, params, out_dir / variant / "evaluation", timed=False)
+        evaluate(model, variant, corpus, params, out_dir / variant / "evaluation", served=False)
         shutil.copyfile(train_dir / "train_summary.json", out_dir / variant / "train_summary.json")
         learned[variant] = learned_from(train_dir)
         shutil.rmtree(train_dir)  # a fold's weights are not kept: only its predictions decide

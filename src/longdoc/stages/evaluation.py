@@ -33,7 +33,9 @@ def compare(params: Params, run_ids: list[str], out_dir: Path, model_name: str) 
         frame = run_compare(client, run_ids, out_dir)
         experiment = mlflow.get_experiment_by_name(params.registry.experiment)
         with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="comparison"):
-            mlflow.set_tags({"kind": "comparison", "runs": ",".join(run_ids)})
+            trigger = params.registry.triggered_by
+            mlflow.set_tags({"kind": "comparison", "runs": ",".join(run_ids),
+                             **({"triggered_by": trigger} if trigger else {})})
             for name in COMPARISON_FILES:
                 mlflow.log_artifact(str(out_dir / name))
         print(frame.drop(columns=["run_id"]).to_string(index=False))
