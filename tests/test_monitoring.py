@@ -59,6 +59,7 @@ def test_twenty_held_out_streams_raise_at_most_two_false_alarms(watched):
         stream = pool["id"].isin(sample_per_label(pool, STREAM // 5, 100 + seed)["id"]).to_numpy()
         result = judge(watched, profile[stream])
         assert len(result.checks) == MONITOR_TESTS  # params' permutation rule counts these tests
+        assert {c.threshold for c in result.checks} == {ALPHA / MONITOR_TESTS}  # Bonferroni: alpha for them all
         alarms.append(result.drifted_features)
     print("false alarms:", [a for a in alarms if a])
     assert sum(bool(a) for a in alarms) <= 2, alarms
@@ -73,6 +74,17 @@ def test_a_stream_of_one_topic_and_a_stream_of_last_tenths_are_flagged(watched):
     tails = sample_per_label(pool, STREAM // 5, 7)["text"].map(last_tenth).tolist()
     cut = judge(watched, profile_frame(watched["model"], tails))
     assert cut.drifted and {"chars", "tokens"} <= set(cut.drifted_features), cut.as_dict()
+
+
+def test_the_label_mix_is_judged_against_the_training_mix_not_an_even_one():
+    from longdoc.monitoring.drift import label_mix_check
+
+    trained = {"common": 80, "rare": 20}
+    as_trained = label_mix_check(pd.Series(["common"] * 78 + ["rare"] * 22), trained)
+    even = label_mix_check(pd.Series(["common"] * 50 + ["rare"] * 50), trained)
+    assert as_trained.p_value > 0.5 and as_trained.statistic == pytest.approx(0.02)
+    assert even.p_value < 1e-9 and even.statistic == pytest.approx(0.3)
+    assert "rare (50% served, 20% trained)" in even.note
 
 
 def test_mmd_tells_a_shifted_sample_from_the_same_one_and_its_p_value_has_a_floor():
@@ -187,3 +199,12 @@ def test_the_report_is_a_picture_and_a_page(watched, tmp_path):
 def test_document_ids_are_digests_not_text():
     assert document_id("Hello") == document_id("Hello") != document_id("Hello.")
     assert len(document_id("x" * 10_000)) == 20
+
+
+def test_an_in_sample_reference_is_not_asked_about_confidence_or_the_sketch(watched):
+    """A cross-fitted corpus's refit trained on its reference documents: it is surer of them than of any new one."""
+    from longdoc.monitoring.reference import IN_SAMPLE_SKIPS
+
+    served = watched["pool_profile"].head(40)
+    result = compare(watched["reference"], served, watched["mix"], ALPHA, 2000, seed=0, skip=IN_SAMPLE_SKIPS)
+    assert [c.feature for c in result.checks] == ["chars", "tokens", "chunks", "top_chunk", "label mix"]

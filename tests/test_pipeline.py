@@ -440,11 +440,15 @@ def streams(run, service, demo_corpus, small_corpus) -> dict:
     marks.append(datetime.now().isoformat())
     _send(service, [t[len(t) - len(t) // 10:].strip() for t in tails])
     marks.append(datetime.now().isoformat())
+    unseen = sample_per_label(rest[~rest["id"].isin(topic["id"])], 40, 4)  # 200 more, for 20 held-out streams
+    _send(service, unseen["text"].tolist())
+    marks.append(datetime.now().isoformat())
     for answer, label in zip(answers, held["label"], strict=True):
         reply = requests.post(f"{service}/feedback", json={"document_id": answer["document_id"], "label": label},
                               timeout=30)
         assert reply.status_code == 200 and reply.json()["recorded"], reply.text
-    return {"marks": marks, "held": held, "pool": pool, "sent": set(held["id"]) | set(topic["id"])}
+    return {"marks": marks, "held": held, "pool": pool, "unseen": unseen,
+            "sent": set(held["id"]) | set(topic["id"]) | set(unseen["id"])}
 
 
 def _monitor(run, streams, window: int, *extra: str) -> subprocess.CompletedProcess:
@@ -465,6 +469,37 @@ def test_monitor_flags_one_topic_and_last_tenths_and_not_held_out_articles(verdi
     assert topic[1] == 1 and "DRIFT in label mix" in topic[0], topic[0][-3000:]
     assert tails[1] == 1 and re.search(r"DRIFT in chars, tokens", tails[0]), tails[0][-3000:]
     assert "60 served documents against" in held[0] and "40 served documents against" in topic[0]
+
+
+def test_twenty_held_out_streams_from_the_service_raise_at_most_two_false_alarms(run, client, streams):
+    """The thresholds' false-alarm rate on what the service recorded: 20 streams of 60 drawn from 200 unseen
+    articles, each judged against the champion's registered reference as `longdoc monitor` judges a window."""
+    from datetime import datetime
+
+    from longdoc.config.params import MonitorParams
+    from longdoc.data.splits import sample_per_label
+    from longdoc.monitoring.drift import compare
+    from longdoc.monitoring.profile import document_id
+    from longdoc.monitoring.records import DOCUMENTS, read_stream
+    from longdoc.monitoring.reference import read_reference
+
+    champion = client.get_model_version_by_alias(NAME, "champion")
+    for name in ("reference_profile.parquet", "reference_profile.json"):
+        folder = Path(client.download_artifacts(champion.run_id, f"evaluation/{name}", str(run["tmp"] / "ref"))).parent
+    reference, meta = read_reference(folder)
+    marks = streams["marks"]
+    served = read_stream(run["tmp"] / "bentoml" / "monitoring", DOCUMENTS, datetime.fromisoformat(marks[3]),
+                         datetime.fromisoformat(marks[4]), version=str(champion.version))
+    unseen = streams["unseen"].assign(document_id=streams["unseen"]["text"].map(document_id))
+    assert len(served) == 200 and set(served["document_id"]) == set(unseen["document_id"])
+    settings = MonitorParams()
+    alarms = []
+    for seed in range(20):
+        drawn = sample_per_label(unseen, 12, 100 + seed)["document_id"]
+        result = compare(reference, served[served["document_id"].isin(drawn)], meta.training_mix, settings.alpha,
+                         settings.permutations, seed)
+        alarms.append(result.drifted_features)
+    assert sum(bool(a) for a in alarms) <= 2, alarms
 
 
 def test_feedback_gives_the_served_accuracy_an_interval_holding_the_champions_held_out_accuracy(

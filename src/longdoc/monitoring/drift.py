@@ -2,9 +2,10 @@
 against the training mix, and one family-wise threshold over them all.
 
 scipy's tests (Kolmogorov-Smirnov, chi-square), not Evidently: scipy is already here through scikit-learn, its
-tests return p-values whose meaning does not depend on a library's defaults, and Evidently 0.7 would bring its own
-pins (plotly, nltk, a different pydantic use) into a stack the Bento installs too. The maximum mean discrepancy
-on the sketch has no scipy function; it is a few lines of numpy below, with a permutation p-value.
+tests return p-values whose meaning does not depend on a library's defaults, and Evidently 0.7.23 requires 26
+packages (among them plotly<6, nltk, statsmodels, litestar, dynaconf and iterative-telemetry) for what is here
+a few scipy calls. The maximum mean discrepancy on the sketch has no scipy function; it is a few lines of numpy
+below, with a permutation p-value.
 
 Every test asks "could the served documents and the reference come from one distribution?". A window is called
 drifted when any p-value falls under ``alpha / number of tests`` (Bonferroni), so a window of undrifted traffic
