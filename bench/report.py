@@ -85,8 +85,8 @@ def render() -> str:
         out += [f"**int8 dynamic quantization** of {r['champion']} on {r['test_docs']} test documents: "
                 f"{r['fp32']['docs_per_s']:.1f} -> {r['int8']['docs_per_s']:.1f} docs/s "
                 f"({r['speedup']:.2f}x), macro-F1 {r['fp32']['macro_f1']:.4f} -> {r['int8']['macro_f1']:.4f}.", ""]
-    if (r := _load("serving")) is not None and "fp32" in r:
-        for name in [n for n in ("fp32", "fp32_unmonitored", "int8") if n in r]:
+    if (r := _load("serving")) is not None and "recording" in r:
+        for name in [n for n in ("recording", "not_recording", "int8") if n in r]:
             v = r[name]
             load = v["load"]
             latency = v["latency_2000_tokens_ms"]["median"]

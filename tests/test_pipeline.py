@@ -566,7 +566,7 @@ def test_quantization_serving_and_runtime_benchmarks_measure_the_runs_models(run
     serving = json.loads((out / "serving.json").read_text())
     assert serving["bento"].startswith("longdoc:")
     assert set(serving["monitoring_overhead"]) == {"single_p50_ms", "load_p50_ms"}
-    for name in ("fp32", "fp32_unmonitored"):
+    for name in ("recording", "not_recording"):
         load = serving[name]["load"]
         assert load["ok"] == load["requests"] == 16 and load["server_errors"] == load["dropped"] == 0
         assert serving[name]["latency_2000_tokens_ms"]["n"] == 3

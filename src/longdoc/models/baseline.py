@@ -92,9 +92,8 @@ class BaselinePredictor:
         vectorizer, classifier = self.pipeline[0], self.pipeline[-1]
         rows = vectorizer.transform(texts)
         probs = with_temperature(classifier.predict_proba(rows), self.temperature).astype(np.float32)
-        words = vectorizer.build_tokenizer()
-        preprocess = vectorizer.build_preprocessor()
-        return probs, [Observation(len(t), len(words(preprocess(t))), 1, 0, rows[i]) for i, t in enumerate(texts)]
+        words = vectorizer.build_tokenizer()  # its token pattern; lower-casing first would not change the count
+        return probs, [Observation(len(t), len(words(t)), 1, 0, rows[i]) for i, t in enumerate(texts)]
 
     def predict(self, texts: list[str], batch_size: int = 32) -> list[Prediction]:
         return predictions_of(*self.predict_proba(texts), self.labels)

@@ -45,26 +45,29 @@ class Recorder:
         return [self.enabled and self._random.random() < self.sample for _ in range(n)]
 
     def write(self, rows: list[dict]) -> None:
-        """Each row as one record; never raises."""
+        """The rows as records, in one pass through BentoML's monitor (a batch costs little more than a row);
+        never raises: rows that cannot be written are counted as dropped."""
+        if not rows:
+            return
         if not self.enabled:
             self.dropped += len(rows)
             return
-        for row in rows:
-            try:
-                self._write(row)
-                self.written += 1
-            except Exception as err:  # noqa: BLE001 - whatever the sink does, the request must not fail
-                self.dropped += 1
-                self.error = f"{type(err).__name__}: {err}"[:300]
-                _forget_open_record()
+        try:
+            self._write(rows)
+            self.written += len(rows)
+        except Exception as err:  # noqa: BLE001 - whatever the sink does, the request must not fail
+            self.dropped += len(rows)
+            self.error = f"{type(err).__name__}: {err}"[:300]
+            _forget_open_record()
 
-    def _write(self, row: dict) -> None:
+    def _write(self, rows: list[dict]) -> None:
         import bentoml
 
+        columns = dict.fromkeys(name for row in rows for name in row)  # in the order the rows give them
         with bentoml.monitor(self.stream, monitor_class="default", monitor_options={"log_path": self.log_path}) as m:
-            for name, value in row.items():
+            for name in columns:
                 role, kind = FEATURE_ROLES.get(name, ("feature", "categorical" if name in CATEGORICAL else "numerical"))
-                m.log(value, name, role, kind)
+                m.log_batch([row.get(name) for row in rows], name, role, kind)
 
     def status(self) -> dict:
         return {"stream": self.stream, "log_path": self.log_path, "sample": self.sample, "enabled": self.enabled,
