@@ -170,10 +170,19 @@ class ModelRunner:
     @bentoml.api(batchable=True, max_batch_size=MAX_BATCH_DOCS, max_latency_ms=MAX_LATENCY_MS)
     def classify(self, texts: list[str]) -> list[dict]:
         """Documents from any number of concurrent requests, classified in one call; the sampled ones recorded."""
-        probs, seen = self.predictor.observe(texts, batch_size=16)
-        answers = predictions_of(probs, [o.chunks for o in seen], self.predictor.labels)
+        keep = self.recorder.sampled(len(texts))
+        try:
+            probs, seen = self.predictor.observe(texts, batch_size=16) if any(keep) else (None, None)
+        except Exception as err:  # noqa: BLE001 - what is measured only for monitoring never costs an answer
+            self.recorder.failed(f"{type(err).__name__}: {err}", sum(keep))
+            keep, seen = [False] * len(texts), None
+        if seen is None:
+            probs, n_chunks = self.predictor.predict_proba(texts, batch_size=16)
+        else:
+            n_chunks = [o.chunks for o in seen]
+        self._record(texts, probs, seen, keep)
         ids = [document_id_of(t) for t in texts]
-        self._record(texts, probs, seen, self.recorder.sampled(len(texts)))
+        answers = predictions_of(probs, n_chunks, self.predictor.labels)
         return [{**asdict(a), "document_id": i} for a, i in zip(answers, ids, strict=True)]
 
     def _record(self, texts: list[str], probs, seen, keep: list[bool]) -> None:
@@ -186,8 +195,7 @@ class ModelRunner:
             self.recorder.write([{**stamp, **row, **({"text": texts[i]} if LOG_TEXT else {})}
                                  for i, row in zip(kept, rows, strict=True)])
         except Exception as err:  # noqa: BLE001 - a record is never worth a failed request
-            self.recorder.dropped += sum(keep)
-            self.recorder.error = f"{type(err).__name__}: {err}"[:300]
+            self.recorder.failed(f"{type(err).__name__}: {err}", sum(keep))
 
     @bentoml.api
     def monitoring(self) -> dict:

@@ -170,6 +170,22 @@ def test_a_full_disk_never_raises_from_a_record(tmp_path, capfd):
     assert "No space left on device" in capfd.readouterr().err  # the write did fail, and was only reported
 
 
+def test_the_served_accuracy_interval_covers_the_models_accuracy_at_least_95_times_in_100(watched):
+    """200 windows of 60 labelled documents drawn from the 400 unseen ones: the share of Wilson intervals that hold
+    the model's accuracy on all 400 (drawing without replacement from a finite pool only widens the margin)."""
+    profile = watched["pool_profile"]
+    truth = pd.DataFrame({"document_id": profile["document_id"], "true_label": watched["pool"]["label"].to_numpy()})
+    accuracy = float((profile["label"].to_numpy() == truth["true_label"].to_numpy()).mean())
+    rng = np.random.default_rng(0)
+    covered = []
+    for _ in range(200):
+        window = rng.choice(len(profile), 60, replace=False)
+        served = served_accuracy(profile.iloc[window], truth.iloc[window])
+        covered.append(served.low <= accuracy <= served.high)
+    print(f"accuracy {accuracy:.3f}; covered {np.mean(covered):.3f}")
+    assert 0.5 < accuracy < 1 and np.mean(covered) >= 0.95
+
+
 def test_served_accuracy_scores_the_latest_label_of_each_served_document():
     records = pd.DataFrame({"document_id": ["a", "b", "c", "d", "a"], "label": ["x", "y", "x", "y", "x"]})
     feedback = pd.DataFrame({"document_id": ["a", "b", "c", "b", "z"], "true_label": ["x", "x", "x", "y", "y"]})

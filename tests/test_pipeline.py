@@ -502,20 +502,20 @@ def test_twenty_held_out_streams_from_the_service_raise_at_most_two_false_alarms
     assert sum(bool(a) for a in alarms) <= 2, alarms
 
 
-def test_feedback_gives_the_served_accuracy_an_interval_holding_the_champions_held_out_accuracy(
-        run, client, streams, verdicts):
-    """The interval from 60 labelled served articles contains the champion's accuracy on 250 other held-out
-    articles, measured here through its MLflow model."""
+def test_feedback_gives_the_served_accuracy_of_the_labelled_documents_with_its_interval(run, client, streams,
+                                                                                         verdicts):
+    """The 60 held-out articles' labels, sent back by document id, score exactly what the champion's MLflow model
+    answers them offline. (That the interval covers the model's accuracy 95 times in 100 is measured in
+    tests/test_monitoring.py; one interval misses by design one time in twenty, as an earlier version of this test,
+    comparing with 250 other articles, showed: 0.908 against an upper bound of 0.907.)"""
     import mlflow
 
-    from longdoc.data.splits import sample_per_label
-
     served = client.get_run(re.search(r"MLflow run\s+(\w+)", verdicts[0].stdout).group(1)).data.metrics
-    assert served["feedback_docs"] == 60
-    others = sample_per_label(streams["pool"][~streams["pool"]["id"].isin(streams["sent"])], 50, 3)
+    held = streams["held"]
     model = mlflow.pyfunc.load_model(f"models:/{NAME}@champion")
-    accuracy = float((model.predict(others[["text"]])["label"].to_numpy() == others["label"].to_numpy()).mean())
-    assert served["served_accuracy_lo"] <= accuracy <= served["served_accuracy_hi"], (served, accuracy)
+    offline = float((model.predict(held[["text"]])["label"].to_numpy() == held["label"].to_numpy()).mean())
+    assert served["feedback_docs"] == 60 and served["served_accuracy"] == pytest.approx(offline)
+    assert served["served_accuracy_lo"] < offline < served["served_accuracy_hi"]
     said = " ".join(verdicts[0].stdout.split())
     assert re.search(r"served accuracy from feedback: 0\.\d{3} \[0\.\d{3}, [01]\.\d{3}\] \(95% Wilson", said)
 
@@ -780,11 +780,12 @@ def test_a_full_disk_fails_no_request(second_service, second_task):
 
 def test_monitor_retrain_starts_a_run_that_links_the_report(run, client, streams):
     """Last in the module: the retraining run adds versions to the task (the gate decides, as always)."""
-    done = _monitor(run, streams, 1, "--retrain")
+    done = _monitor(run, streams, 1, "--retrain", "--set", "train.variants=[head]")  # its --sets go to the run
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     report = re.search(r"MLflow run\s+(\w+)", done.stdout).group(1)
     started = client.search_runs([client.get_experiment_by_name("longdoc").experiment_id],
                                  f"tags.triggered_by = '{report}'")
     assert {r.data.tags["kind"] for r in started} >= {"model", "baseline", "comparison"}, done.stdout[-3000:]
+    assert {r.data.tags.get("variant") for r in started if r.data.tags["kind"] == "model"} == {"head"}
     assert client.get_run(report).data.tags["retrain"] == "local longdoc run exited 0"
     assert {v.tags.get("triggered_by") for v in client.search_model_versions(f"name='{NAME}'")} >= {report}

@@ -195,3 +195,29 @@ def test_observing_classifies_alike_and_finds_the_chunk_explain_weighs_most(name
         weights = [c["weight"] for c in predictor.explain(text)["chunks"]]
         assert o.top_chunk == max(range(len(weights)), key=weights.__getitem__), (name, weights)
         assert o.vector.ndim == 1 and abs(o.vector).sum() > 0  # the pooled width (the Reformer's is its own)
+
+
+def test_an_encoder_call_from_another_thread_does_not_reach_an_observation(tokenizer):
+    """A served model may classify two batches at once, a thread each: the encoder's hook sees both calls, and each
+    observation must keep its own. Here another thread encodes a different batch just after every forward."""
+    import threading
+
+    torch.manual_seed(0)
+    model, card = build("attention")
+    predictor = Predictor(model, tokenizer, card)
+    _, expected = predictor.observe(TEXTS)
+    other = batch_for(model, tokenizer, [" ".join(TEXTS)])
+
+    def meanwhile(*_) -> None:
+        thread = threading.Thread(target=lambda: model.encoder(other.input_ids, other.attention_mask))
+        thread.start()
+        thread.join()
+
+    handle = model.register_forward_hook(meanwhile)
+    try:
+        _, seen = predictor.observe(TEXTS)
+    finally:
+        handle.remove()
+    assert [o.top_chunk for o in seen] == [o.top_chunk for o in expected]
+    for a, b in zip(seen, expected, strict=True):
+        assert torch.allclose(torch.tensor(a.vector), torch.tensor(b.vector), atol=1e-5)

@@ -6,6 +6,7 @@ classifies a text the same way wherever it runs.
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -195,9 +196,18 @@ class Predictor:
 
 @contextmanager
 def _outputs_of(module: torch.nn.Module, keep: bool):
-    """Within the block, the outputs of ``module``'s calls (none kept unless ``keep``)."""
+    """Within the block, the outputs of ``module``'s calls from this thread (none kept unless ``keep``).
+
+    The thread matters: a served model may classify two batches at once in two threads, and a hook sees both.
+    """
     outputs: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda _m, _i, out: outputs.append(out)) if keep else None
+    owner = threading.get_ident()
+
+    def kept(_module, _inputs, out) -> None:
+        if threading.get_ident() == owner:
+            outputs.append(out)
+
+    handle = module.register_forward_hook(kept) if keep else None
     try:
         yield outputs
     finally:

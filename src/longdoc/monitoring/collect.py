@@ -56,9 +56,13 @@ class Recorder:
             self._write(rows)
             self.written += len(rows)
         except Exception as err:  # noqa: BLE001 - whatever the sink does, the request must not fail
-            self.dropped += len(rows)
-            self.error = f"{type(err).__name__}: {err}"[:300]
+            self.failed(f"{type(err).__name__}: {err}", len(rows))
             _forget_open_record()
+
+    def failed(self, error: str, records: int) -> None:
+        """``records`` not written, and why (the latest reason is what /metadata shows)."""
+        self.dropped += records
+        self.error = error[:300]
 
     def _write(self, rows: list[dict]) -> None:
         import bentoml
